@@ -1,0 +1,40 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+# TORCH_PACKAGES is the torch/torchvision pair for this machine; override it elsewhere, e.g.
+#   make test TORCH_PACKAGES="torch==2.9.1 torchvision==0.24.1"
+PYTHON ?= python3.11
+VENV ?= .venv
+TORCH_PACKAGES ?= torch==2.14.1 torchvision==0.29.1
+CONFIG ?= configs/quickstart.yaml
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export RAY_USAGE_STATS_ENABLED := 0
+export RAY_AUTH_MODE := disabled
+
+.PHONY: venv run test test-slow bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PACKAGES)
+	$(BIN)/python -m pip freeze | grep -iE '^(torch|torchvision)==' > $(VENV)/torch-pin.txt
+	$(BIN)/python -m pip install --quiet -c $(VENV)/torch-pin.txt -e '.[dev]'
+	$(BIN)/python -m pip freeze | grep -iE '^(torch|torchvision)==' | diff - $(VENV)/torch-pin.txt \
+		|| (echo "error: installing the project replaced torch/torchvision" >&2; exit 1)
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/mapruner prune --config $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

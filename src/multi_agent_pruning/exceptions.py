@@ -1,0 +1,111 @@
+"""Exceptions raised by multi_agent_pruning.
+
+Every exception the package raises on purpose descends from :class:`MultiAgentPruningError`,
+so ``except MultiAgentPruningError`` catches all of them and nothing else.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "MultiAgentPruningError",
+    "ConfigurationError",
+    "ConfigIssue",
+    "UnknownNameError",
+    "DatasetNotFoundError",
+    "PruningError",
+    "ValidationError",
+    "LLMError",
+    "CheckpointError",
+    "ResultStoreError",
+    "ModelDownloadError",
+    "suggest_names",
+]
+
+
+class MultiAgentPruningError(Exception):
+    """Base class of every error raised by this package."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem found while validating a configuration.
+
+    Attributes:
+        path: Dotted key path, e.g. ``search.max_iterations``.
+        rule: What the value must satisfy, in words.
+        value: The offending value (``repr`` is shown in messages).
+    """
+
+    path: str
+    rule: str
+    value: object = None
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.rule} (got {self.value!r})"
+
+
+class ConfigurationError(MultiAgentPruningError):
+    """Invalid configuration or user input. ``issues`` lists every problem found."""
+
+    def __init__(self, message: str, issues: Iterable[ConfigIssue] = ()) -> None:
+        self.issues = list(issues)
+        if self.issues:
+            details = "\n".join(f"  - {issue}" for issue in self.issues)
+            message = f"{message}\n{details}"
+        super().__init__(message)
+
+
+class UnknownNameError(ConfigurationError, KeyError):
+    """A name that is not in a registry (model, dataset, metric, method, ...)."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.suggestions = suggest_names(name, known)
+        hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"Unknown {kind} {name!r}.{hint}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the whole message
+        return self.args[0]
+
+
+class DatasetNotFoundError(ConfigurationError):
+    """A dataset's files are missing; the message says where we looked and how to get them."""
+
+
+class PruningError(MultiAgentPruningError):
+    """A pruning operation failed (unsupported layer, target unreachable, ...)."""
+
+
+class ValidationError(MultiAgentPruningError):
+    """Validation of results or of a paper reproduction failed."""
+
+
+class LLMError(MultiAgentPruningError):
+    """The LLM service failed or replied with something unusable."""
+
+
+class CheckpointError(MultiAgentPruningError):
+    """A checkpoint could not be loaded safely or does not match the model."""
+
+
+class ResultStoreError(MultiAgentPruningError):
+    """The result store could not be read or written."""
+
+
+class ModelDownloadError(MultiAgentPruningError):
+    """Pretrained weights could not be fetched."""
+
+
+def suggest_names(name: str, known: Iterable[str], limit: int = 3) -> list[str]:
+    """Closest known names to ``name`` (by difflib ratio, then by prefix), best first."""
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=limit, cutoff=0.5)
+    if len(close) < limit:
+        prefix = [k for k in known if k.startswith(name[:4]) and k not in close]
+        close.extend(sorted(prefix)[: limit - len(close)])
+    return close
