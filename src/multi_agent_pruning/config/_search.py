@@ -1,0 +1,144 @@
+"""Sections describing the search: ``target``, ``search``, ``strategy_defaults``, ``finetune``,
+``evaluation``, ``baselines``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from ._base import ConfigModel, cross_field_error
+
+__all__ = [
+    "TargetConfig",
+    "SearchConfig",
+    "StrategyDefaults",
+    "FinetuneConfig",
+    "EvaluationConfig",
+    "BaselinesConfig",
+]
+
+DEFAULT_REDUCTION = 0.5
+
+
+class TargetConfig(ConfigModel):
+    """What the pruned model must meet. Set exactly one of ``reduction`` and ``budget``."""
+
+    kind: Literal["macs", "params"] = Field("macs", description="Quantity the target constrains.")
+    reduction: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Fraction of the dense model's MACs/params to remove; 0.5 when no budget is set.",
+    )
+    budget: float | None = Field(
+        None, gt=0.0, description="Absolute MACs or parameter count to keep, e.g. 2.61e9."
+    )
+    tolerance: float = Field(
+        0.005, gt=0.0, le=0.1, description="Accepted relative miss of the target (0.005 = 0.5%)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_reduction(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("reduction") is None and data.get("budget") is None:
+            return {**data, "reduction": DEFAULT_REDUCTION}
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TargetConfig:
+        if self.reduction is not None and self.budget is not None:
+            values = {"reduction": self.reduction, "budget": self.budget}
+            raise cross_field_error([((), "set exactly one of reduction and budget", values)])
+        return self
+
+    def describe(self) -> str:
+        """Short human description, e.g. ``remove 50% of MACs`` or ``keep 2.61e+09 MACs``."""
+        unit = "MACs" if self.kind == "macs" else "params"
+        if self.budget is not None:
+            return f"keep {self.budget:.3g} {unit}"
+        return f"remove {self.reduction:.0%} of {unit}"
+
+
+class SearchConfig(ConfigModel):
+    """Budget and control of the multi-agent search loop."""
+
+    trials: int = Field(16, ge=1, description="Total number of trials (strategies evaluated).")
+    max_iterations: int = Field(4, ge=1, description="Most propose/evaluate rounds of the master agent.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Strategies proposed per round; null = number of concurrent trials."
+    )
+    convergence_threshold: float = Field(
+        0.005, ge=0.0, description="Stop when the best accuracy improves by less than this per round."
+    )
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="Trials run at once; null lets Ray fill the available resources."
+    )
+    max_failures: int = Field(1, ge=0, description="Retries of a crashed trial (Ray FailureConfig).")
+    reuse_actors: bool = Field(True, description="Reuse Ray trial actors between trials.")
+    policy: Literal["builtin", "llm", "auto"] = Field(
+        "auto",
+        description="Who proposes strategies; auto = llm when an API key or llm.base_url is set.",
+    )
+
+
+class StrategyDefaults(ConfigModel):
+    """Starting point for every strategy; agents and baselines may change any of it."""
+
+    importance: Literal["l1", "l2", "taylor", "hessian", "lamp", "fpgm", "random"] = Field(
+        "taylor", description="Importance criterion used to rank channels/heads."
+    )
+    global_pruning: bool = Field(True, description="Rank groups across layers instead of per layer.")
+    isomorphic: bool = Field(True, description="Compare only structurally isomorphic groups.")
+    round_to: int | None = Field(
+        None, ge=1, description="Keep channel counts a multiple of this (e.g. 8 for tensor cores)."
+    )
+    iterative_steps: int = Field(1, ge=1, description="Reach the target in this many pruning steps.")
+    head_pruning_ratio: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Fraction of attention heads removed (ViTs)."
+    )
+    prune_num_heads: bool = Field(False, description="Remove whole attention heads.")
+    prune_head_dims: bool = Field(True, description="Shrink the per-head dimension.")
+
+
+class FinetuneConfig(ConfigModel):
+    """Short recovery training of each pruned model (AdamW + cosine schedule)."""
+
+    epochs: float = Field(1.0, ge=0.0, description="Training epochs (fractions allowed).")
+    steps: int | None = Field(None, ge=0, description="Optimizer steps; overrides epochs when set.")
+    lr: float = Field(1e-3, gt=0.0, description="Peak learning rate.")
+    weight_decay: float = Field(0.05, ge=0.0, description="Decoupled weight decay.")
+    warmup_ratio: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Fraction of the steps spent in linear warm-up."
+    )
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="Label smoothing of the loss.")
+    kd_weight: float = Field(
+        0.0, ge=0.0, le=1.0, description="Weight of distillation from the dense model (0 = off)."
+    )
+    kd_temperature: float = Field(1.0, gt=0.0, description="Softmax temperature of distillation.")
+    batch_size: int | None = Field(None, ge=1, description="Training batch size; null = dataset.batch_size.")
+    amp: bool = Field(True, description="Mixed precision; only used on GPU.")
+    gradient_clip: float | None = Field(None, gt=0.0, description="Clip the gradient norm; null = off.")
+
+
+class EvaluationConfig(ConfigModel):
+    """What is measured on every trial's model."""
+
+    latency: bool = Field(True, description="Measure inference latency.")
+    latency_repeats: int = Field(10, ge=1, description="Timed forward passes per latency measurement.")
+    custom_metrics: tuple[str, ...] = Field(
+        (), description="Names registered with utils.metrics.register_metric."
+    )
+
+
+class BaselinesConfig(ConfigModel):
+    """The baseline methods ``mapruner compare`` runs next to the multi-agent search."""
+
+    methods: tuple[str, ...] = Field(
+        ("magnitude_l1", "magnitude_l2", "taylor", "isomorphic", "random"),
+        description="Baseline method names.",
+    )
+    num_runs: int = Field(3, ge=1, description="Repeats per method, with different seeds.")
+    trials_per_method: int | None = Field(
+        None, ge=1, description="Trials per method and run; null = search.trials."
+    )
