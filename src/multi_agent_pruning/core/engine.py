@@ -1,0 +1,355 @@
+"""The pruning engine: a :class:`Strategy` in, a pruned model at the exact target out.
+
+``apply_strategy`` builds one torch-pruning pruner, searches the common pruning ratio of the
+strategy's scopes by bisection over fast dry runs (see :mod:`.planner`), refines one
+fine-grained scope when the common ratio alone steps over the target, prunes once, and checks
+the real MACs/params with torch-pruning's counter. The result says how far from the target it
+landed; nothing is rounded to the target.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+from multi_agent_pruning.core.graph import (
+    GroupInfo,
+    attention_heads,
+    classifier_layers,
+    describe_groups,
+    update_attention_modules,
+)
+from multi_agent_pruning.core.importance import create_importance, needs_gradients, prepare_importance
+from multi_agent_pruning.core.planner import CachedImportance, Scope, SelectionPlanner
+from multi_agent_pruning.core.strategy import Strategy
+from multi_agent_pruning.exceptions import PruningError, suggest_names
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PruneResult", "apply_strategy", "build_scopes", "count_macs_params"]
+
+_BISECTION_STEPS = 24
+
+
+@dataclass
+class PruneResult:
+    """A pruned model and how it compares with its dense base and its target.
+
+    Attributes:
+        model: The pruned model (forward works as before; the classifier keeps its classes).
+        base_macs / base_params: Dense model counts (torch-pruning's op counter).
+        macs / params: Counts measured on the pruned model.
+        target: Absolute target in ``target_kind`` units (MACs or params to keep).
+        target_kind: ``"macs"`` or ``"params"``.
+        ratios: Pruning ratio applied to each ranking scope.
+        predicted: The planner's prediction for the chosen ratios (same units as ``target``).
+        seconds: Wall time of the whole call; ``timings`` splits it by stage.
+    """
+
+    model: nn.Module
+    base_macs: float
+    base_params: int
+    macs: float
+    params: int
+    target: float
+    target_kind: str
+    ratios: dict[str, float]
+    predicted: float
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    attempts: int = 1
+
+    @property
+    def achieved(self) -> float:
+        return self.macs if self.target_kind == "macs" else float(self.params)
+
+    @property
+    def error(self) -> float:
+        """Relative distance to the target: ``(achieved - target) / target``."""
+        return (self.achieved - self.target) / self.target
+
+    @property
+    def macs_reduction(self) -> float:
+        return 1.0 - self.macs / self.base_macs
+
+    @property
+    def params_reduction(self) -> float:
+        return 1.0 - self.params / self.base_params
+
+    def summary(self) -> dict:
+        """JSON-friendly numbers (everything but the model)."""
+        return {
+            "base_macs": self.base_macs, "base_params": self.base_params, "macs": self.macs,
+            "params": self.params, "target": self.target, "target_kind": self.target_kind,
+            "error": self.error, "macs_reduction": self.macs_reduction,
+            "params_reduction": self.params_reduction, "ratios": dict(self.ratios),
+            "predicted": self.predicted, "seconds": self.seconds, "timings": dict(self.timings),
+            "attempts": self.attempts,
+        }
+
+
+def count_macs_params(model: nn.Module, example_inputs: torch.Tensor) -> tuple[float, int]:
+    """MACs and params with torch-pruning's op counter (the papers' convention)."""
+    macs, params = tp.utils.count_ops_and_params(model, example_inputs)
+    return float(macs), int(params)
+
+
+def build_scopes(groups: list[GroupInfo], strategy: Strategy) -> list[Scope]:
+    """Ranking scopes for ``strategy`` over the model's groups.
+
+    * isomorphic: one scope per isomorphic signature, exactly as torch-pruning's isomorphic mode
+      ranks (split further by kind when per-kind multipliers differ);
+    * global, no per-kind multipliers: a single scope over all groups (plain global ranking);
+    * global with multipliers: one scope per kind, each at its multiplied ratio;
+    * local: one scope per kind; torch-pruning then ranks each layer on its own.
+    """
+    multipliers = strategy.group_multipliers
+    kinds = sorted({g.kind for g in groups})
+    unknown = sorted((set(multipliers) | set(strategy.kind_max_pruning)) - set(kinds))
+    if unknown:
+        hints = {k: suggest_names(k, kinds) for k in unknown}
+        raise PruningError(
+            f"strategy names group kinds this model does not have: {unknown} "
+            f"(suggestions: {hints}); the model's kinds are {kinds}"
+        )
+    uniform = len({multipliers.get(k, 1.0) for k in kinds}) <= 1
+    if strategy.isomorphic and strategy.global_pruning and uniform:
+        key_of = lambda g: ("isomorphic", g.signature)  # noqa: E731
+    elif strategy.isomorphic and strategy.global_pruning:
+        key_of = lambda g: (g.kind, g.signature)  # noqa: E731
+    elif strategy.global_pruning and uniform:
+        key_of = lambda g: ("all", "")  # noqa: E731
+    else:
+        key_of = lambda g: (g.kind, "")  # noqa: E731
+    buckets: dict[tuple[str, str], list[GroupInfo]] = {}
+    for g in groups:
+        buckets.setdefault(key_of(g), []).append(g)
+    scopes = []
+    for i, ((kind, _), members) in enumerate(buckets.items()):
+        mult = multipliers.get(kind, next(iter(multipliers.values()), 1.0))
+        caps = [strategy.kind_max_pruning[g.kind] for g in members if g.kind in strategy.kind_max_pruning]
+        scopes.append(Scope(name=f"{kind}:{i}", kind=kind, keys=tuple(g.key for g in members),
+                            multiplier=float(mult), channels=sum(g.channels for g in members),
+                            cap=min(caps) if caps else None))
+    return scopes
+
+
+def apply_strategy(
+    model: nn.Module,
+    strategy: Strategy,
+    example_inputs: torch.Tensor,
+    calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    *,
+    inplace: bool = False,
+    tolerance: float = 0.005,
+    max_calibration_batches: int = 4,
+    max_attempts: int = 3,
+) -> PruneResult:
+    """Prunes ``model`` with ``strategy`` to its MACs/params target.
+
+    Args:
+        model: Dense model (left untouched unless ``inplace``).
+        strategy: What to prune and to which target.
+        example_inputs: A batch used to trace the graph and count MACs (batch size 1 is usual).
+        calibration: ``(inputs, labels)`` batches; required by ``taylor`` and ``hessian``.
+        inplace: Prune ``model`` itself instead of a copy (no retry is then possible).
+        tolerance: Accepted relative distance to the target.
+        max_calibration_batches: Batches used for gradient-based importance.
+        max_attempts: Prunes tried when the real count misses the prediction by more than
+            ``tolerance`` (each retry re-aims with the measured prediction error).
+
+    Returns:
+        A :class:`PruneResult`; ``abs(result.error) <= tolerance`` unless the model's channel
+        granularity makes the target unreachable, in which case the closest result is returned
+        and a warning logged.
+
+    Raises:
+        PruningError: The model cannot be traced or pruned, the strategy names layers or kinds
+            the model lacks, or the target is out of reach under ``max_layer_pruning``.
+    """
+    start = time.perf_counter()
+    calibration = list(calibration) if calibration is not None else None
+    aim_factor, result = 1.0, None
+    for attempt in range(1, max_attempts + 1):
+        work = model if inplace else copy.deepcopy(model)
+        result = _prune_once(work, strategy, example_inputs, calibration, tolerance,
+                             max_calibration_batches, aim_factor)
+        result.attempts = attempt
+        if abs(result.error) <= tolerance or inplace:
+            break
+        # The planner's prediction and the real count disagree (parameter-free ops, rounding):
+        # aim the prediction so that the real count lands on the target.
+        aim_factor *= result.target / result.achieved
+        logger.info("attempt %d missed the target by %.2f%%; re-aiming", attempt, 100 * result.error)
+    result.seconds = time.perf_counter() - start
+    if abs(result.error) > tolerance:
+        logger.warning("closest pruned model is %.2f%% from the target", 100 * result.error)
+    return result
+
+
+def _prune_once(model, strategy, example_inputs, calibration, tolerance, max_batches, aim_factor) -> PruneResult:
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    device = next(model.parameters()).device
+    example_inputs = example_inputs.to(device)
+    ignored = _ignored_layers(model, strategy)
+    importance = create_importance(strategy.importance)
+    prepare_importance(strategy.importance, importance, model, calibration, max_batches, device)
+    cached = CachedImportance(importance)
+    timings["importance_gradients"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    pruner = _build_pruner(model, strategy, example_inputs, cached, ignored)
+    raw_groups = list(pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
+                                               root_module_types=pruner.root_module_types))
+    groups = describe_groups(model, example_inputs, DG=pruner.DG, ignored_layers=ignored, raw_groups=raw_groups)
+    if not groups:
+        raise PruningError(f"{type(model).__name__} has no prunable layer groups")
+    scopes = build_scopes(groups, strategy)
+    planner = SelectionPlanner(pruner, model, example_inputs, groups, scopes)
+    planner._full_groups = raw_groups
+    planner.min_channels = strategy.min_channels
+    for info in groups:
+        cap = strategy.kind_max_pruning.get(info.kind)
+        if cap is not None:
+            planner.root_caps[(id(info.group[0].dep.target.module), info.group[0].dep.handler)] = cap
+    timings["graph"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    base = planner.base_macs if strategy.target_kind == "macs" else float(planner.base_params)
+    target = strategy.target_macs_or_params(base)
+    if not 0 < target < base:
+        raise PruningError(
+            f"target of {target:.4g} {strategy.target_kind} is not below the dense model's {base:.4g}")
+    ratios, predicted = _search_ratios(planner, strategy, target * aim_factor, tolerance)
+    timings["search"] = time.perf_counter() - clock
+    logger.debug("ratio search: %d dry runs in %.2fs", planner.dry_runs, timings["search"])
+
+    clock = time.perf_counter()
+    _prune_for_real(planner, strategy, ratios, cached, model, calibration, max_batches, device)
+    update_attention_modules(model, pruner.num_heads)
+    model.zero_grad(set_to_none=True)
+    timings["prune"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    macs, params = count_macs_params(model, example_inputs)
+    timings["count"] = time.perf_counter() - clock
+    return PruneResult(model=model, base_macs=planner.base_macs, base_params=planner.base_params, macs=macs,
+                       params=params, target=target, target_kind=strategy.target_kind, ratios=ratios,
+                       predicted=predicted, seconds=sum(timings.values()), timings=timings)
+
+
+def _ignored_layers(model: nn.Module, strategy: Strategy) -> list[nn.Module]:
+    modules = dict(model.named_modules())
+    ignored = classifier_layers(model)
+    for name in strategy.ignored_layers:
+        if name not in modules:
+            hint = suggest_names(name, [n for n in modules if n])
+            raise PruningError(f"ignored layer {name!r} is not in the model" + (f"; did you mean {hint}?" if hint else ""))
+        ignored.append(modules[name])
+    return ignored
+
+
+def _build_pruner(model, strategy, example_inputs, importance, ignored) -> tp.pruner.BasePruner:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch-pruning warns about unwrapped parameters
+            return tp.pruner.BasePruner(
+                model, example_inputs, importance=importance, global_pruning=strategy.global_pruning,
+                pruning_ratio=0.0, pruning_ratio_dict=None, max_pruning_ratio=strategy.max_layer_pruning,
+                iterative_steps=strategy.iterative_steps, ignored_layers=ignored, round_to=strategy.round_to,
+                # Fresh dicts: torch-pruning's defaults are shared mutable arguments.
+                in_channel_groups={}, out_channel_groups={}, num_heads=attention_heads(model),
+                prune_num_heads=strategy.prune_num_heads, prune_head_dims=strategy.prune_head_dims,
+                head_pruning_ratio=strategy.head_pruning_ratio, root_module_types=[tp.ops.TORCH_CONV, tp.ops.TORCH_LINEAR],
+            )
+    except PruningError:
+        raise
+    except Exception as err:
+        raise PruningError(f"torch-pruning could not prepare {type(model).__name__}: {err}") from err
+
+
+def _ratios_at(scopes: list[Scope], scale: float, cap: float) -> dict[str, float]:
+    return {s.name: min(s.cap if s.cap is not None else cap, max(0.0, scale * s.multiplier)) for s in scopes}
+
+
+def _search_ratios(planner: SelectionPlanner, strategy: Strategy, aim: float, tolerance: float):
+    """Bisection of the common ratio, then of one fine-grained scope if needed."""
+    index = 0 if strategy.target_kind == "macs" else 1
+    cap = strategy.max_layer_pruning
+    head = strategy.head_pruning_ratio
+    measure = lambda ratios: planner.dry_run(ratios, head)[index]  # noqa: E731
+    scopes = planner.scopes
+    max_mult = max((s.multiplier for s in scopes), default=0.0)
+    if max_mult <= 0:
+        raise PruningError("every group multiplier is 0: nothing can be pruned")
+    hi_scale = max((s.cap if s.cap is not None else cap) / s.multiplier for s in scopes if s.multiplier > 0)
+    hi_value = measure(_ratios_at(scopes, hi_scale, cap))
+    if hi_value > aim * (1 + tolerance):
+        raise PruningError(
+            f"target {aim:.4g} {strategy.target_kind} is out of reach: pruning every layer up to "
+            f"max_layer_pruning={cap} still leaves {hi_value:.4g}")
+    lo, hi = 0.0, hi_scale  # measure(lo) > aim >= measure(hi)
+    best = (abs(hi_value - aim), _ratios_at(scopes, hi_scale, cap), hi_value)
+    lo_value = float("inf")
+    for _ in range(_BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        ratios = _ratios_at(scopes, mid, cap)
+        value = measure(ratios)
+        if abs(value - aim) < best[0]:
+            best = (abs(value - aim), ratios, value)
+        if abs(value - aim) <= aim * tolerance / 4:
+            break
+        if value > aim:
+            lo, lo_value = mid, value
+        else:
+            hi = mid
+    if best[0] > aim * tolerance / 2 and lo_value != float("inf"):
+        best = _refine_one_scope(measure, scopes, _ratios_at(scopes, lo, cap), aim, cap, best)
+    return best[1], best[2]
+
+
+def _refine_one_scope(measure, scopes, base_ratios, aim, cap, best):
+    """Prunes a little further in one scope at a time, finest (most channels) first."""
+    for scope in sorted(scopes, key=lambda s: -s.channels):
+        lo, hi = base_ratios[scope.name], scope.cap if scope.cap is not None else cap
+        ratios = dict(base_ratios, **{scope.name: hi})
+        if measure(ratios) > aim:
+            continue  # this scope alone cannot close the gap
+        for _ in range(_BISECTION_STEPS):
+            mid = (lo + hi) / 2
+            ratios = dict(base_ratios, **{scope.name: mid})
+            value = measure(ratios)
+            if abs(value - aim) < best[0]:
+                best = (abs(value - aim), ratios, value)
+            if value > aim:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo < 1e-5:
+                break
+        if best[0] <= aim * 0.001:
+            break
+    return best
+
+
+def _prune_for_real(planner, strategy, ratios, cached, model, calibration, max_batches, device) -> None:
+    steps = strategy.iterative_steps
+    planner.set_ratios(ratios, strategy.head_pruning_ratio, steps)
+    for step in range(steps):
+        if step > 0:  # weights changed: importance must be estimated again
+            cached.clear()
+            if needs_gradients(strategy.importance):
+                prepare_importance(strategy.importance, cached.importance, model, calibration, max_batches, device)
+        try:
+            planner.prune()
+        except Exception as err:
+            raise PruningError(f"pruning step {step + 1} of {type(model).__name__} failed: {err}") from err

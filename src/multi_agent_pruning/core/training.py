@@ -1,0 +1,384 @@
+"""Recovery training of a pruned model: AdamW/SGD, warm-up + cosine, label smoothing, optional KD.
+
+``fine_tune`` runs a fixed budget of optimiser steps (given directly or as a possibly
+fractional number of epochs), cycling over the loader as often as needed. Mixed precision is
+only used on CUDA: bfloat16 where the GPU supports it (no loss scaling needed, same exponent
+range as float32), float16 with a ``GradScaler`` otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from multi_agent_pruning.core.evaluation import logits_of, resolve_device
+from multi_agent_pruning.exceptions import (
+    ConfigIssue,
+    ConfigurationError,
+    MultiAgentPruningError,
+    suggest_names,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FineTuneConfig", "FineTuneResult", "NonFiniteLossError", "distillation_loss", "fine_tune", "lr_multiplier"]
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULERS = ("cosine", "step", "none")
+_SGD_MOMENTUM = 0.9
+_STEP_MILESTONES = (0.5, 0.75)  # fractions of the post-warm-up steps where "step" divides the lr by 10
+
+
+class NonFiniteLossError(MultiAgentPruningError):
+    """The training loss became NaN or infinite; the message names the step."""
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Recovery-training settings (validated on construction).
+
+    Attributes:
+        epochs: Passes over the training loader; fractional values allowed.
+        steps: Optimiser steps; overrides ``epochs`` when set.
+        lr: Peak learning rate (reached at the end of the warm-up).
+        weight_decay: Decoupled weight decay; not applied to biases and norm scales (1-D tensors).
+        warmup_ratio: Fraction of the steps with a linear warm-up from ``lr / warmup`` to ``lr``.
+        label_smoothing: Label smoothing of the cross-entropy, in [0, 1).
+        kd_weight: Weight of the distillation loss; the loss is ``(1 - w) * CE + w * KD``.
+        kd_temperature: Softmax temperature of the distillation loss.
+        amp: Mixed precision on CUDA (ignored on other devices).
+        gradient_clip: Maximum global gradient norm; None disables clipping.
+        optimizer: ``"adamw"`` or ``"sgd"`` (momentum 0.9).
+        scheduler: ``"cosine"`` decay to 0, ``"step"`` (x0.1 at 50% and 75%), or ``"none"``.
+        log_every: Log the loss every this many steps; 0 disables.
+    """
+
+    epochs: float = 1.0
+    steps: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_ratio: float = 0.1
+    label_smoothing: float = 0.1
+    kd_weight: float = 0.0
+    kd_temperature: float = 1.0
+    amp: bool = True
+    gradient_clip: float | None = None
+    optimizer: str = "adamw"
+    scheduler: str = "cosine"
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        issues = list(_check_config(self))
+        if issues:
+            raise ConfigurationError("Invalid fine-tuning configuration:", issues)
+
+    @classmethod
+    def from_strategy(cls, strategy: Any, **overrides: Any) -> FineTuneConfig:
+        """The recovery settings of a :class:`~multi_agent_pruning.core.strategy.Strategy`.
+
+        Takes epochs, steps, learning rate, weight decay and KD weight from the strategy;
+        ``overrides`` set any field (and win over the strategy).
+
+        Raises:
+            ConfigurationError: An override names no field, or a value is invalid.
+        """
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in overrides if k not in known]
+        if unknown:
+            raise ConfigurationError("Invalid fine-tuning configuration:", [
+                ConfigIssue(f"finetune.{k}", _unknown_rule(k, known), overrides[k]) for k in unknown])
+        values = {"epochs": strategy.finetune_epochs, "steps": strategy.finetune_steps,
+                  "lr": strategy.learning_rate, "weight_decay": strategy.weight_decay,
+                  "kd_weight": strategy.kd_weight}
+        return cls(**{**values, **overrides})
+
+    def total_steps(self, batches_per_epoch: int | None) -> int:
+        """Optimiser steps of the budget: ``steps``, else ``round(epochs * batches_per_epoch)``.
+
+        A positive number of epochs always gives at least one step.
+
+        Raises:
+            ConfigurationError: The budget is in epochs and the loader has no length.
+        """
+        if self.steps is not None:
+            return self.steps
+        if self.epochs == 0:
+            return 0
+        if batches_per_epoch is None:
+            raise ConfigurationError("Invalid fine-tuning configuration:", [ConfigIssue(
+                "finetune.steps", "must be set when the train loader has no length", self.steps)])
+        return max(1, math.floor(self.epochs * batches_per_epoch + 0.5))
+
+
+@dataclass
+class FineTuneResult:
+    """What one recovery run did; every number is measured.
+
+    Attributes:
+        steps: Optimiser steps run.
+        epochs: ``steps`` in passes over the loader (None when the loader has no length).
+        final_loss: Training loss of the last step (None when no step ran).
+        mean_loss: Mean training loss over all steps (None when no step ran).
+        loss_history: Training loss of each step, before that step's update.
+        lr_history: Learning rate used by each step.
+        seconds: Wall time of the run.
+        precision: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (autocast dtype).
+        device: Device the model was trained on.
+    """
+
+    steps: int
+    epochs: float | None
+    final_loss: float | None
+    mean_loss: float | None
+    loss_history: list[float] = field(default_factory=list)
+    lr_history: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    precision: str = "float32"
+    device: str = "cpu"
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly numbers without the per-step histories."""
+        return {"steps": self.steps, "epochs": self.epochs, "final_loss": self.final_loss,
+                "mean_loss": self.mean_loss, "seconds": self.seconds, "precision": self.precision,
+                "device": self.device}
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s distillation loss: ``KL(teacher_T || student_T) * T**2``, batch mean.
+
+    The ``T**2`` factor keeps the gradient scale independent of the temperature.
+    """
+    t = float(temperature)
+    student = F.log_softmax(student_logits.float() / t, dim=-1)
+    teacher = F.log_softmax(teacher_logits.float() / t, dim=-1)
+    return F.kl_div(student, teacher, reduction="batchmean", log_target=True) * (t * t)
+
+
+def lr_multiplier(step: int, total_steps: int, warmup_steps: int, scheduler: str) -> float:
+    """Factor of the peak learning rate used by optimiser step ``step`` (0-based).
+
+    Warm-up rises linearly to 1 over ``warmup_steps`` (its first step already uses
+    ``1 / warmup_steps``, so no step is wasted at lr 0); then ``cosine`` decays as
+    ``0.5 * (1 + cos(pi * progress))``, ``step`` divides by 10 at 50% and 75% of the remaining
+    steps, ``none`` stays at 1.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    if scheduler == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if scheduler == "step":
+        return 0.1 ** sum(progress >= m for m in _STEP_MILESTONES)
+    return 1.0
+
+
+def fine_tune(
+    model: nn.Module,
+    train_loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    config: FineTuneConfig,
+    *,
+    teacher: nn.Module | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    seed: int = 0,
+    on_step: Callable[[int, float, float], None] | None = None,
+) -> FineTuneResult:
+    """Recovers a pruned model with a short supervised run, optionally distilled from ``teacher``.
+
+    The model is moved to ``device`` and trained in place; it is left in **eval mode** (also
+    when an error is raised), ready to evaluate. The global RNG is seeded with ``seed`` inside a
+    forked RNG state, so dropout and loaders without their own generator repeat exactly and the
+    caller's RNG is untouched; a loader with its own generator sets its own order.
+
+    Args:
+        model: The model to train.
+        train_loader: ``(inputs, labels)`` batches; iterated again as often as the budget needs.
+        config: Budget and optimisation settings.
+        teacher: Dense model for knowledge distillation (moved to ``device``, used in eval mode
+            without gradients); required when ``config.kd_weight > 0``.
+        device: ``"auto"``/None (CUDA if available), ``"cpu"``, ``"cuda:1"``, ...
+        progress: Show a tqdm progress bar.
+        seed: Seed of the run.
+        on_step: Called after every step as ``on_step(step, loss, lr)`` with a 1-based step.
+
+    Returns:
+        A :class:`FineTuneResult`; a zero budget returns one with no steps and leaves weights as they are.
+
+    Raises:
+        ConfigurationError: KD requested without a teacher, epochs budget on a loader without a
+            length, or a loader that yields no batch.
+        NonFiniteLossError: The loss became NaN or infinite (the message gives the step).
+    """
+    if config.kd_weight > 0 and teacher is None:
+        raise ConfigurationError("Invalid fine-tuning configuration:", [ConfigIssue(
+            "finetune.kd_weight", "needs a teacher model (pass teacher=...) when > 0", config.kd_weight)])
+    batches = _length(train_loader)
+    total = config.total_steps(batches)
+    device = resolve_device(device)
+    model.to(device)
+    start = time.perf_counter()
+    if total == 0:
+        model.eval()
+        return FineTuneResult(steps=0, epochs=0.0, final_loss=None, mean_loss=None, device=str(device))
+    if teacher is not None and config.kd_weight > 0:
+        teacher.to(device).eval()
+    else:
+        teacher = None
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=rng_devices):
+            torch.manual_seed(seed)
+            result = _train(model, train_loader, config, teacher, device, total, progress, on_step)
+    finally:
+        model.eval()
+    result.epochs = total / batches if batches else None
+    result.seconds = time.perf_counter() - start
+    logger.info("fine-tuned %d steps in %.1fs, final loss %.4f", total, result.seconds, result.final_loss)
+    return result
+
+
+def _train(model, loader, config, teacher, device, total, progress, on_step) -> FineTuneResult:
+    optimizer = _create_optimizer(model, config)
+    warmup = math.floor(config.warmup_ratio * total + 0.5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_multiplier(step, total, warmup, config.scheduler))
+    amp_dtype = _amp_dtype(config, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+    losses: list[float] = []
+    lrs: list[float] = []
+    model.train()
+    bar = tqdm(total=total, desc="fine-tune", disable=not progress, leave=False)
+    with bar:
+        for step, (inputs, targets) in enumerate(_cycle(loader, total), start=1):
+            inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            lr = optimizer.param_groups[0]["lr"]
+            with autocast():
+                loss = _loss(model, teacher, inputs, targets, config)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(f"training loss is {value} at step {step} of {total} (lr {lr:.3g})")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.gradient_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(value)
+            lrs.append(lr)
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            if config.log_every and step % config.log_every == 0:
+                logger.info("step %d/%d loss %.4f lr %.3g", step, total, value, lr)
+            if on_step is not None:
+                on_step(step, value, lr)
+    precision = str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32"
+    return FineTuneResult(steps=len(losses), epochs=None, final_loss=losses[-1],
+                          mean_loss=sum(losses) / len(losses), loss_history=losses, lr_history=lrs,
+                          precision=precision, device=str(device))
+
+
+def _loss(model, teacher, inputs, targets, config) -> torch.Tensor:
+    logits = logits_of(model(inputs))
+    loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
+    if teacher is None:
+        return loss
+    with torch.no_grad():
+        teacher_logits = logits_of(teacher(inputs))
+    kd = distillation_loss(logits, teacher_logits, config.kd_temperature)
+    return (1.0 - config.kd_weight) * loss + config.kd_weight * kd
+
+
+def _create_optimizer(model: nn.Module, config: FineTuneConfig) -> torch.optim.Optimizer:
+    # Decay pulls weights towards 0; for biases and norm scales that only hurts, as in timm.
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=_SGD_MOMENTUM)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def _amp_dtype(config: FineTuneConfig, device: torch.device) -> torch.dtype | None:
+    if not config.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _cycle(loader: Iterable, total: int) -> Iterator:
+    """Batches of ``loader``, starting it again as often as needed, ``total`` in all."""
+    done = 0
+    while done < total:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+            done += 1
+            if done >= total:
+                return
+        if empty:
+            raise ConfigurationError("Invalid fine-tuning input:", [
+                ConfigIssue("train_loader", "must yield at least one batch", "an empty loader")])
+
+
+def _length(loader: Iterable) -> int | None:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _unknown_rule(key: str, known: list[str]) -> str:
+    close = suggest_names(key, known)
+    return "unknown setting" + (f"; did you mean {', '.join(close)}?" if close else "")
+
+
+def _is_number(value: Any, low: float, high: float, *, open_high: bool = True) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return low <= value < high if open_high else low <= value <= high
+
+
+def _check_config(c: FineTuneConfig) -> Iterator[ConfigIssue]:
+    p = "finetune."
+    if not _is_number(c.epochs, 0.0, 1e4):
+        yield ConfigIssue(p + "epochs", "must be a number >= 0", c.epochs)
+    if c.steps is not None and (isinstance(c.steps, bool) or not isinstance(c.steps, int) or c.steps < 0):
+        yield ConfigIssue(p + "steps", "must be an integer >= 0 or null", c.steps)
+    if not _is_number(c.lr, 0.0, 10.0) or c.lr <= 0:
+        yield ConfigIssue(p + "lr", "must be in (0, 10)", c.lr)
+    if not _is_number(c.weight_decay, 0.0, 10.0):
+        yield ConfigIssue(p + "weight_decay", "must be in [0, 10)", c.weight_decay)
+    for name in ("warmup_ratio", "label_smoothing"):
+        if not _is_number(getattr(c, name), 0.0, 1.0):
+            yield ConfigIssue(p + name, "must be in [0, 1)", getattr(c, name))
+    if not _is_number(c.kd_weight, 0.0, 1.0, open_high=False):
+        yield ConfigIssue(p + "kd_weight", "must be in [0, 1]", c.kd_weight)
+    if not _is_number(c.kd_temperature, 0.0, 1e3) or c.kd_temperature <= 0:
+        yield ConfigIssue(p + "kd_temperature", "must be a positive number", c.kd_temperature)
+    if not isinstance(c.amp, bool):
+        yield ConfigIssue(p + "amp", "must be true or false", c.amp)
+    if c.gradient_clip is not None and (not _is_number(c.gradient_clip, 0.0, math.inf) or c.gradient_clip <= 0):
+        yield ConfigIssue(p + "gradient_clip", "must be a positive number or null", c.gradient_clip)
+    if c.optimizer not in OPTIMIZERS:
+        yield ConfigIssue(p + "optimizer", f"must be one of {', '.join(OPTIMIZERS)}", c.optimizer)
+    if c.scheduler not in SCHEDULERS:
+        yield ConfigIssue(p + "scheduler", f"must be one of {', '.join(SCHEDULERS)}", c.scheduler)
+    if isinstance(c.log_every, bool) or not isinstance(c.log_every, int) or c.log_every < 0:
+        yield ConfigIssue(p + "log_every", "must be an integer >= 0 (0 disables)", c.log_every)
