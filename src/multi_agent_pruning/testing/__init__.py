@@ -1,0 +1,30 @@
+"""Helpers for testing code built on multi_agent_pruning (shipped, like ``optuna.testing``).
+
+:mod:`multi_agent_pruning.testing.llm_server` holds a scripted OpenAI-compatible HTTP server.
+"""
+
+from multi_agent_pruning.testing.llm_server import (
+    Behaviour,
+    OpenAICompatibleServer,
+    RecordedRequest,
+    close_connection,
+    delay,
+    empty,
+    reply,
+    reply_json,
+    status,
+    unused_port,
+)
+
+__all__ = [
+    "Behaviour",
+    "OpenAICompatibleServer",
+    "RecordedRequest",
+    "close_connection",
+    "delay",
+    "empty",
+    "reply",
+    "reply_json",
+    "status",
+    "unused_port",
+]
