@@ -58,7 +58,7 @@ class Strategy:
     prune_head_dims: bool = True
     round_to: int | None = None
     iterative_steps: int = 1
-    max_layer_pruning: float = 0.95
+    max_layer_pruning: float = 0.9
     kind_max_pruning: Mapping[str, float] = field(default_factory=dict)
     min_channels: int = 1
     ignored_layers: tuple[str, ...] = ()

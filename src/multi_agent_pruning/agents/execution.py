@@ -1,0 +1,98 @@
+"""The three agents of a trial: prune, fine-tune, evaluate. Thin wrappers over the core."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from multi_agent_pruning.agents.base import BaseAgent
+from multi_agent_pruning.core.engine import apply_strategy
+from multi_agent_pruning.core.evaluation import evaluate
+from multi_agent_pruning.core.strategy import Strategy
+from multi_agent_pruning.core.training import FineTuneConfig, fine_tune
+from multi_agent_pruning.utils.metrics import compute_macs, compute_metrics, compute_params, measure_latency
+
+__all__ = ["EvaluationAgent", "FineTuningAgent", "PruningAgent"]
+
+
+def _strategy(value: Any) -> Strategy:
+    return value if isinstance(value, Strategy) else Strategy.from_dict(
+        {k: v for k, v in dict(value).items() if k not in ("importance_criterion", "pruning_ratio")})
+
+
+class PruningAgent(BaseAgent):
+    """Prunes a model with a strategy at its exact target (config: ``backend``, ``tolerance``).
+
+    Input: ``model``, ``strategy``, ``example_inputs``, optional ``calibration`` batches.
+    Output: ``model`` (pruned), ``prune`` (numbers of :class:`~multi_agent_pruning.core.PruneResult`).
+    """
+
+    def get_agent_role(self) -> str:
+        return "Pruner: applies a strategy with torch-pruning and hits the MACs/params target."
+
+    def execute(self, input_data: dict[str, Any]) -> dict[str, Any]:
+        if self.config.get("backend", "torch_pruning") != "torch_pruning":
+            from multi_agent_pruning.exceptions import ConfigurationError
+
+            raise ConfigurationError(f"pruning backend {self.config['backend']!r} is not supported; use 'torch_pruning'")
+        with self.profiler.timer("prune"):
+            result = apply_strategy(input_data["model"], _strategy(input_data["strategy"]),
+                                    input_data["example_inputs"], input_data.get("calibration"),
+                                    tolerance=float(self.config.get("tolerance", 0.005)))
+        return self.result(model=result.model, prune=result.summary())
+
+
+class FineTuningAgent(BaseAgent):
+    """Recovers accuracy after pruning (config: ``optimizer``, ``scheduler``, and any
+    :class:`~multi_agent_pruning.core.training.FineTuneConfig` field as an override).
+
+    Input: ``model``, ``train_loader``, ``strategy``, optional ``teacher`` and ``device``.
+    Output: ``model`` and ``finetune`` (steps, losses, seconds).
+    """
+
+    def get_agent_role(self) -> str:
+        return "Fine-tuner: short recovery training (AdamW + cosine, optional distillation)."
+
+    def execute(self, input_data: dict[str, Any]) -> dict[str, Any]:
+        overrides = {k: v for k, v in self.config.items() if k in FineTuneConfig.__dataclass_fields__}
+        config = FineTuneConfig.from_strategy(_strategy(input_data["strategy"]), **overrides)
+        teacher = input_data.get("teacher") if config.kd_weight > 0 else None
+        with self.profiler.timer("finetune"):
+            result = fine_tune(input_data["model"], input_data["train_loader"], config, teacher=teacher,
+                               device=input_data.get("device"), progress=bool(self.config.get("progress", False)),
+                               seed=int(input_data.get("seed", 0)))
+        summary = {"steps": result.steps, "final_loss": result.final_loss, "mean_loss": result.mean_loss,
+                   "seconds": result.seconds}
+        return self.result(model=input_data["model"], finetune=summary)
+
+
+class EvaluationAgent(BaseAgent):
+    """Top-1/top-5, MACs, params, latency and registered custom metrics of a model.
+
+    Config: ``comprehensive_metrics`` (latency too, default True), ``custom_metrics`` (names
+    registered with :func:`~multi_agent_pruning.utils.metrics.register_metric`), ``latency_repeats``.
+    Input: ``model``, ``val_loader``, ``input_shape`` ((1, C, H, W)), optional ``dataset_info``,
+    ``device`` and ``max_batches``.
+    """
+
+    def get_agent_role(self) -> str:
+        return "Evaluator: measures accuracy, cost and custom metrics of a pruned model."
+
+    def execute(self, input_data: dict[str, Any]) -> dict[str, Any]:
+        model, shape = input_data["model"], tuple(input_data["input_shape"])
+        with self.profiler.timer("evaluate"):
+            metrics = evaluate(model, input_data["val_loader"], device=input_data.get("device"),
+                               max_batches=input_data.get("max_batches"))
+        metrics["macs"] = compute_macs(model, shape)
+        metrics["params"] = compute_params(model)
+        if self.config.get("comprehensive_metrics", True):
+            with self.profiler.timer("latency"):
+                latency = measure_latency(model, shape, device=input_data.get("device"),
+                                          repeats=int(self.config.get("latency_repeats", 10)))
+            metrics["latency_ms"] = latency["median_ms"]
+        names = list(self.config.get("custom_metrics") or [])
+        if names:
+            info = input_data.get("dataset_info") or {"input_size": shape[1:]}
+            metrics["custom"] = compute_metrics(names, model, info)
+        return self.result(metrics=metrics)

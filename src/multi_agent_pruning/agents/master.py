@@ -1,0 +1,181 @@
+"""MasterAgent: proposes batches of pruning strategies and decides when to stop."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from multi_agent_pruning.agents.base import BaseAgent
+from multi_agent_pruning.agents.policy import BuiltinPolicy, Observation, sensitivity_multipliers
+from multi_agent_pruning.core.profile import Profile
+from multi_agent_pruning.core.strategy import Strategy
+
+__all__ = ["MasterAgent", "history_observations", "strategy_view"]
+
+
+def strategy_view(strategy: Strategy) -> dict[str, Any]:
+    """A strategy as a dict, plus the API reference's aliases (``pruning_ratio``, ...)."""
+    data = strategy.to_dict()
+    data["importance_criterion"] = strategy.importance
+    data["pruning_ratio"] = strategy.target_reduction
+    return data
+
+
+def history_observations(history: list[Mapping[str, Any]]) -> list[Observation]:
+    """Observations from history rows: ``strategy`` (dict/Strategy) or ``strategy_json``, and
+    ``score`` or ``top1_after`` (None, or a status other than ``ok``, counts as failed)."""
+    observations = []
+    for item in history or []:
+        raw = item.get("strategy", item.get("strategy_json"))
+        if isinstance(raw, str):
+            raw = json.loads(raw)
+        strategy = raw if isinstance(raw, Strategy) else Strategy.from_dict(
+            {k: v for k, v in raw.items() if k not in ("importance_criterion", "pruning_ratio")})
+        score = item.get("score", item.get("top1_after"))
+        if item.get("status", "ok") != "ok" or score is None or score != score:  # NaN check
+            score = None
+        observations.append(Observation(strategy, None if score is None else float(score)))
+    return observations
+
+
+class MasterAgent(BaseAgent):
+    """Proposes a batch of distinct strategies per iteration, with an LLM or the built-in policy.
+
+    Config keys: ``max_iterations`` (5), ``convergence_threshold`` (0.005: stop when the best
+    accuracy improved less than this since the previous iteration; 0 disables), ``batch_size``
+    (4), ``exploration`` (0.3), ``seed`` (0), and ``llm_client`` (an
+    :class:`~multi_agent_pruning.agents.llm.LLMClient`, or None for the built-in policy).
+
+    ``execute`` input: ``profile_results`` (a profile or its dict), ``target_ratio`` (fraction
+    removed) or ``base_strategy`` (a Strategy/dict carrying the target and recovery budget),
+    ``history`` (evaluated strategies with ``score``/``top1_after`` and ``status``),
+    ``dataset_info``, ``revision_number`` and optionally ``batch_size``.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None, *, agent_name: str | None = None) -> None:
+        super().__init__(config, agent_name=agent_name)
+        self.llm_client = self.config.pop("llm_client", None)
+        self.policy = BuiltinPolicy(seed=int(self.config.get("seed", 0)),
+                                    exploration=float(self.config.get("exploration", 0.3)))
+        self._best_by_iteration: dict[int, float] = {}
+        self._said_no_llm = False
+
+    def get_agent_role(self) -> str:
+        return "Master of a structural pruning search: proposes strategies and decides when to stop."
+
+    def execute(self, input_data: dict[str, Any]) -> dict[str, Any]:
+        with self.profiler.timer("propose"):
+            profile = _as_profile(input_data["profile_results"])
+            base = _base_strategy(input_data)
+            iteration = int(input_data.get("revision_number", 0))
+            batch_size = int(input_data.get("batch_size", self.config.get("batch_size", 4)))
+            history = history_observations(input_data.get("history", []))
+            kinds = profile.kinds
+            strategies, source, llm_info = self._propose(profile, kinds, base, history, batch_size, iteration,
+                                                         input_data)
+        best = max((o.score for o in history if o.score is not None), default=None)
+        cont, reason = self._should_continue(iteration, best, history)
+        return self.result(
+            strategy=strategy_view(strategies[0]) if strategies else None,
+            strategies=[strategy_view(s) for s in strategies],
+            continue_iterations=cont and bool(strategies),
+            stop_reason=None if cont and strategies else (reason or "no new strategy to propose"),
+            confidence=_confidence(history, batch_size),
+            directives={
+                "source": source,
+                "sensitivity_multipliers": sensitivity_multipliers(kinds),
+                "least_sensitive_kinds": _order_kinds(kinds)[:2],
+                "most_sensitive_kinds": _order_kinds(kinds)[::-1][:2],
+                "best_score": best,
+            },
+            source=source,
+            llm=llm_info,
+            revision_number=iteration,
+        )
+
+    def _propose(self, profile: Profile, kinds, base, history, batch_size, iteration, input_data):
+        has_attention = any(g.num_heads for g in profile.groups)
+        llm_info: dict[str, Any] = {"used": False}
+        strategies: list[Strategy] = []
+        source = "builtin"
+        if self.llm_client is not None:
+            strategies, llm_info = self._ask_llm(profile, kinds, base, history, batch_size, input_data)
+            source = "llm" if strategies else "builtin (llm fallback)"
+        elif not self._said_no_llm:
+            self.logger.info("no LLM configured: the master uses its built-in search policy")
+            self._said_no_llm = True
+        if len(strategies) < batch_size:
+            seen = history + [Observation(s, None) for s in strategies]
+            strategies += self.policy.propose(kinds, base, seen, batch_size - len(strategies), iteration,
+                                              has_attention=has_attention)
+        return strategies[:batch_size], source, llm_info
+
+    def _ask_llm(self, profile, kinds, base, history, batch_size, input_data):
+        from multi_agent_pruning.agents.llm import propose_with_llm
+
+        limits = dict(input_data.get("safety_limits") or profile.safety_limits or {})
+        context = {
+            "model_name": profile.model_name, "architecture_type": profile.architecture_type,
+            "groups": {k: {"macs_share": round(v["macs_share"], 4), "sensitivity": v["sensitivity"],
+                           "groups": v["groups"]} for k, v in kinds.items()},
+            "target": {"kind": base.target_kind, "reduction": base.target_reduction, "budget": base.target_budget},
+            "safety_limits": limits, "batch_size": batch_size, "base_strategy": base.to_dict(),
+            "history": [{"strategy": o.strategy.to_dict(), "result": {"top1": o.score}} for o in history],
+        }
+        outcome = propose_with_llm(self.llm_client, context, base=base, known_kinds=set(kinds),
+                                   limits=limits, batch_size=batch_size,
+                                   exclude_keys={o.strategy.key() for o in history})
+        info = {
+            "used": True, "outcome": outcome.outcome, "reasoning": outcome.reasoning, "error": outcome.error,
+            "rejected": [list(r) if isinstance(r, tuple) else r for r in outcome.rejected],
+            "calls": [_record_dict(r) for r in outcome.records],
+        }
+        if outcome.outcome == "fallback":
+            self.logger.warning("LLM proposal failed (%s); using the built-in policy for this batch", outcome.error)
+        return list(outcome.strategies), info
+
+    def _should_continue(self, iteration: int, best: float | None, history) -> tuple[bool, str | None]:
+        max_iterations = int(self.config.get("max_iterations", 5))
+        threshold = float(self.config.get("convergence_threshold", 0.005))
+        if best is not None:
+            self._best_by_iteration[iteration] = best
+        if iteration >= max_iterations:
+            return False, f"reached max_iterations={max_iterations}"
+        previous = self._best_by_iteration.get(iteration - 1)
+        if threshold > 0 and best is not None and previous is not None and best - previous < threshold:
+            return False, f"converged: best accuracy improved by {best - previous:.4f} < {threshold}"
+        return True, None
+
+
+def _as_profile(value: Any) -> Profile:
+    return value if isinstance(value, Profile) else Profile.from_dict(
+        {k: v for k, v in dict(value).items() if k not in ("prunable_layers", "kinds")})
+
+
+def _base_strategy(input_data: Mapping[str, Any]) -> Strategy:
+    base = input_data.get("base_strategy")
+    if isinstance(base, Strategy):
+        return base
+    if isinstance(base, Mapping):
+        return Strategy.from_dict(base)
+    return Strategy(target_reduction=float(input_data["target_ratio"]))
+
+
+def _order_kinds(kinds: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    return sorted(kinds, key=lambda k: (kinds[k]["sensitivity"] is None, kinds[k]["sensitivity"] or 0.0))
+
+
+def _confidence(history: list[Observation], batch_size: int) -> float:
+    """Share of successful trials times how much evidence there is (honest, not calibrated)."""
+    if not history:
+        return 0.0
+    ok = sum(1 for o in history if o.score is not None)
+    return round((ok / len(history)) * min(1.0, ok / max(1, 2 * batch_size)), 3)
+
+
+def _record_dict(record: Any) -> dict[str, Any]:
+    data = asdict(record) if hasattr(record, "__dataclass_fields__") else dict(record)
+    data.pop("prompt", None)  # large; the reply cache keeps it
+    return data

@@ -1,0 +1,159 @@
+"""The master's built-in search policy (used when no LLM is configured, or it fails).
+
+The policy is a small evolutionary search with a sensitivity-informed prior:
+
+1. **First batch** (no history): the most promising points first, then diversity. Per-kind ratio
+   multipliers come from the profile's measured sensitivity: kinds whose pruning hurt the
+   calibration loss less are pruned more (``m_k ~ (mean_sens / sens_k) ** 0.5``, normalised so the
+   MACs-weighted mean multiplier is 1 and clamped to [0.25, 2.5]). The batch walks a fixed list of
+   (criterion, ranking, multipliers) templates: Taylor + isomorphic + sensitivity multipliers,
+   Taylor + isomorphic + uniform, L2 + sensitivity, Taylor + global, LAMP, FPGM, Hessian, ...
+2. **Later batches**: the best ``k`` evaluated strategies are parents. Each child copies a parent
+   (rank-weighted choice) and mutates it inside a trust region that shrinks every iteration:
+   log-normal noise on each multiplier (sigma 0.35 * 0.7^iteration), on the learning rate
+   (sigma 0.3), occasional crossover of two parents' multipliers, and rarely a switch of
+   criterion (towards criteria that scored well) or of ranking mode.
+3. Every proposal is new: strategies already evaluated or already in the batch are redrawn.
+
+Scores are top-1 accuracies after fine-tuning; failed trials count as worst.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from multi_agent_pruning.core.strategy import Strategy
+
+__all__ = ["BuiltinPolicy", "Observation", "sensitivity_multipliers"]
+
+_MULT_RANGE = (0.25, 2.5)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """An evaluated strategy: ``score`` is top-1 after fine-tuning, None when the trial failed."""
+
+    strategy: Strategy
+    score: float | None
+
+
+def sensitivity_multipliers(kinds: Mapping[str, Mapping[str, float]], power: float = 0.5) -> dict[str, float]:
+    """Per-kind multipliers: less sensitive kinds are pruned more (see module docstring)."""
+    sens = {k: v.get("sensitivity") for k, v in kinds.items()}
+    if not kinds or any(s is None for s in sens.values()):
+        return {}
+    floor = 1e-3
+    mean = sum(max(s, floor) for s in sens.values()) / len(sens)
+    raw = {k: (mean / max(s, floor)) ** power for k, s in sens.items()}
+    shares = {k: max(float(kinds[k].get("macs_share", 0.0)), 1e-6) for k in kinds}
+    norm = sum(shares[k] * raw[k] for k in raw) / sum(shares.values())
+    return {k: _clamp(v / norm) for k, v in raw.items()}
+
+
+def _clamp(value: float) -> float:
+    return round(min(_MULT_RANGE[1], max(_MULT_RANGE[0], value)), 4)
+
+
+class BuiltinPolicy:
+    """Proposes batches of new strategies from a profile and the search history.
+
+    Args:
+        seed: Seed of the policy's own random generator (proposals are reproducible).
+        exploration: Scales the mutation step sizes (0.3 is the default of the config).
+        criteria: Importance criteria the policy may use.
+    """
+
+    def __init__(self, seed: int = 0, exploration: float = 0.3,
+                 criteria: Sequence[str] = ("taylor", "l2", "lamp", "fpgm", "hessian", "l1")) -> None:
+        self.rng = random.Random(seed)
+        self.exploration = exploration
+        self.criteria = tuple(criteria)
+
+    def propose(self, kinds: Mapping[str, Mapping[str, float]], base: Strategy, history: Sequence[Observation],
+                batch_size: int, iteration: int, *, has_attention: bool = False) -> list[Strategy]:
+        """``batch_size`` distinct strategies never seen in ``history``."""
+        seen = {obs.strategy.key() for obs in history}
+        batch: list[Strategy] = []
+        candidates = self._first_batch(kinds, base, has_attention)
+        if _scored(history):
+            # Keep exploring the prior's best templates for a few iterations, one per batch.
+            candidates = [c for c in candidates[:4] if c.key() not in seen][:1] if iteration <= 2 else []
+        for candidate in candidates:
+            if len(batch) == batch_size:
+                break
+            self._add(candidate, batch, seen)
+        attempts = 0
+        while len(batch) < batch_size and attempts < 200:
+            attempts += 1
+            parent = self._pick_parent(history, batch, base)
+            self._add(self._mutate(parent, history, kinds, iteration, attempts), batch, seen)
+        return batch
+
+    # -- first batch ---------------------------------------------------------------------------
+    def _first_batch(self, kinds, base: Strategy, has_attention: bool) -> list[Strategy]:
+        sens = sensitivity_multipliers(kinds)
+        uniform = {k: 1.0 for k in kinds}
+        templates = [
+            ("taylor", True, True, sens), ("taylor", True, True, uniform), ("l2", True, True, sens),
+            ("taylor", True, False, sens), ("lamp", True, True, sens), ("fpgm", True, True, uniform),
+            ("hessian", True, True, sens), ("l2", True, False, uniform), ("taylor", False, False, sens),
+            ("l1", True, True, uniform),
+        ]
+        out = []
+        for criterion, global_pruning, isomorphic, mult in templates:
+            if criterion not in self.criteria:
+                continue
+            out.append(base.replace(importance=criterion, global_pruning=global_pruning,
+                                    isomorphic=isomorphic and global_pruning, group_multipliers=mult or {},
+                                    prune_num_heads=base.prune_num_heads if has_attention else False))
+        return out
+
+    # -- refinement ----------------------------------------------------------------------------
+    def _pick_parent(self, history: Sequence[Observation], batch: list[Strategy], base: Strategy) -> Strategy:
+        ranked = sorted((o for o in history if o.score is not None), key=lambda o: -o.score)
+        if not ranked:
+            return batch[0] if batch else base
+        elites = ranked[: max(2, min(4, len(ranked) // 2 + 1))]
+        weights = [1.0 / (rank + 1) for rank in range(len(elites))]
+        return self.rng.choices(elites, weights=weights)[0].strategy
+
+    def _mutate(self, parent: Strategy, history, kinds, iteration: int, attempt: int) -> Strategy:
+        scale = self.exploration / 0.3
+        sigma = 0.35 * scale * (0.7 ** max(0, iteration - 1)) * (1 + attempt / 50)
+        mult = dict(parent.group_multipliers) or {k: 1.0 for k in kinds}
+        other = self._pick_parent(history, [], parent)
+        if other.group_multipliers and self.rng.random() < 0.3:
+            mult = {k: (mult.get(k, 1.0) + other.group_multipliers.get(k, 1.0)) / 2 for k in mult}
+        mult = {k: _clamp(v * math.exp(self.rng.gauss(0.0, sigma))) for k, v in mult.items()}
+        changes: dict = {"group_multipliers": mult}
+        lr = parent.learning_rate * math.exp(self.rng.gauss(0.0, 0.3 * scale * (0.8 ** iteration)))
+        changes["learning_rate"] = float(f"{min(1.0, max(1e-6, lr)):.3g}")
+        if self.rng.random() < 0.15 * scale:
+            changes["importance"] = self._criterion(history, parent.importance)
+        if self.rng.random() < 0.1 * scale:
+            iso = not parent.isomorphic
+            changes.update(isomorphic=iso, global_pruning=True if iso else parent.global_pruning)
+        return parent.replace(**changes)
+
+    def _criterion(self, history: Sequence[Observation], current: str) -> str:
+        means: dict[str, list[float]] = {}
+        for o in history:
+            if o.score is not None:
+                means.setdefault(o.strategy.importance, []).append(o.score)
+        weights = [1.0 + 4.0 * (sum(means[c]) / len(means[c]) if c in means else 0.5) for c in self.criteria]
+        choice = self.rng.choices(self.criteria, weights=weights)[0]
+        return choice if choice != current else self.rng.choice(self.criteria)
+
+    @staticmethod
+    def _add(candidate: Strategy, batch: list[Strategy], seen: set[str]) -> None:
+        key = candidate.key()
+        if key not in seen:
+            seen.add(key)
+            batch.append(candidate)
+
+
+def _scored(history: Sequence[Observation]) -> bool:
+    return any(o.score is not None for o in history)
