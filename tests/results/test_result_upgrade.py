@@ -1,0 +1,102 @@
+"""Schema upgrades: a fabricated version-0 table (a renamed and two missing columns) read as version 1."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from multi_agent_pruning.exceptions import MultiAgentPruningError, ResultStoreError
+from multi_agent_pruning.results import RESULT_SCHEMA, ResultStore, register_upgrade, upgrade_table
+from multi_agent_pruning.results.upgrade import UPGRADES, add_null_columns, rename_columns
+
+_DROPPED = ("llm_prompt_tokens", "llm_completion_tokens")
+
+
+def _version_zero(rows) -> pa.Table:
+    """What version 0 looked like: no LLM token columns, ``top1_after`` called ``final_top1``."""
+    table = pa.Table.from_pylist([r.to_row() for r in rows], schema=RESULT_SCHEMA).drop_columns(list(_DROPPED))
+    table = table.rename_columns(["final_top1" if n == "top1_after" else n for n in table.column_names])
+    index = table.column_names.index("schema_version")
+    return table.set_column(index, "schema_version", pa.array([0] * table.num_rows, pa.int32()))
+
+
+@pytest.fixture
+def upgrade_zero():
+    @register_upgrade(0)
+    def zero_to_one(table: pa.Table) -> pa.Table:
+        table = rename_columns(table, {"final_top1": "top1_after"})
+        return add_null_columns(table, [RESULT_SCHEMA.field(name) for name in _DROPPED])
+
+    yield zero_to_one
+    UPGRADES.remove("0")
+
+
+def test_version_zero_table_upgrades_with_nulls(upgrade_zero, make_ok, make_failed):
+    ok, failed = make_ok(), make_failed()
+    old = _version_zero([ok, failed])
+    assert "llm_prompt_tokens" not in old.column_names and "final_top1" in old.column_names
+    new = upgrade_table(old)
+    assert new.schema.equals(RESULT_SCHEMA, check_metadata=True)
+    assert new.column("schema_version").to_pylist() == [1, 1]
+    assert new.column("llm_prompt_tokens").to_pylist() == [None, None]
+    assert new.column("llm_completion_tokens").null_count == 2
+    assert new.column("top1_after").to_pylist() == [0.93, None]
+    expected = {**ok.to_row(), "llm_prompt_tokens": None, "llm_completion_tokens": None}
+    assert new.to_pylist()[0] == expected
+
+
+def test_mixed_versions_in_one_table_are_upgraded_per_version(make_ok):
+    @register_upgrade(0)
+    def latency_seconds_to_ms(table: pa.Table) -> pa.Table:
+        index = table.column_names.index("latency_ms")
+        return table.set_column(index, "latency_ms", pc.multiply(table.column("latency_ms"), 1000.0))
+
+    try:
+        rows = [make_ok(trial_id="new", latency_ms=4.0).to_row(), make_ok(trial_id="old", latency_ms=0.004).to_row()]
+        rows[1]["schema_version"] = 0
+        new = upgrade_table(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA))
+    finally:
+        UPGRADES.remove("0")
+    by_id = {r["trial_id"]: r for r in new.to_pylist()}
+    assert by_id["new"]["latency_ms"] == 4.0 and by_id["old"]["latency_ms"] == pytest.approx(4.0)
+    assert new.column("schema_version").to_pylist() == [1, 1]
+
+
+def test_store_reads_old_files_next_to_current_ones(tmp_path, upgrade_zero, make_ok):
+    store = ResultStore(tmp_path)
+    (written,) = store.append(make_ok(trial_id="v1"))
+    pq.write_table(_version_zero([make_ok(trial_id="v0")]), written.parent / "part-legacy.parquet")
+    rows = {r.trial_id: r for r in store.rows()}
+    assert set(rows) == {"v0", "v1"}
+    assert rows["v0"].llm_prompt_tokens is None and rows["v1"].llm_prompt_tokens == 1200
+    assert rows["v0"].top1_after == rows["v1"].top1_after == 0.93
+    assert store.last_read_report.skipped == []
+
+
+def test_missing_upgrade_step_skips_the_old_file_with_reason(tmp_path, make_ok):
+    with pytest.raises(ResultStoreError, match="No upgrade registered from schema version 0 to 1"):
+        upgrade_table(_version_zero([make_ok()]))
+    store = ResultStore(tmp_path)
+    (written,) = store.append(make_ok(trial_id="v1"))
+    pq.write_table(_version_zero([make_ok(trial_id="v0")]), written.parent / "part-legacy.parquet")
+    assert store.trial_ids("exp-a") == {"v1"}
+    (skipped,) = store.last_read_report.skipped
+    assert skipped.path.name == "part-legacy.parquet" and "from schema version 0 to 1" in skipped.reason
+
+
+def test_newer_and_unversioned_tables_are_refused(make_ok):
+    table = pa.Table.from_pylist([make_ok().to_row()], schema=RESULT_SCHEMA)
+    newer = table.set_column(table.column_names.index("schema_version"), "schema_version", pa.array([2]))
+    with pytest.raises(ResultStoreError, match="schema version 2, newer than this package's 1"):
+        upgrade_table(newer)
+    with pytest.raises(ResultStoreError, match="no 'schema_version' column"):
+        upgrade_table(table.drop_columns(["schema_version"]))
+    with pytest.raises(ResultStoreError, match="lacks column\\(s\\) of schema version 1: host"):
+        upgrade_table(table.drop_columns(["host"]))
+
+
+def test_an_upgrade_step_can_only_be_registered_once(upgrade_zero):
+    with pytest.raises(MultiAgentPruningError, match="schema upgrade '0' is already registered"):
+        register_upgrade(0)(lambda table: table)
