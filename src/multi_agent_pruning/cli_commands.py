@@ -18,6 +18,19 @@ def add_subcommands(sub, add_config_arguments: Callable[[argparse.ArgumentParser
     profile.add_argument("--dataset", help="dataset name (overrides dataset.name)")
     profile.add_argument("--json", action="store_true", help="print the profile as JSON")
 
+    prune = sub.add_parser("prune", help="run the multi-agent pruning search")
+    add_config_arguments(prune)
+    prune.add_argument("--model", help="model name (overrides model.name)")
+    prune.add_argument("--dataset", help="dataset name (overrides dataset.name)")
+    target = prune.add_mutually_exclusive_group()
+    target.add_argument("--target-ratio", help="fraction of the target kind (MACs by default) to remove, in (0, 1)")
+    target.add_argument("--target-macs", help="MACs to keep: a fraction of the dense MACs (0.5) or a count (2.3e9, 2.3G)")
+    prune.add_argument("--trials", type=int, help="trial budget (overrides search.trials)")
+    prune.add_argument("--max-iterations", type=int, help="master iterations (overrides search.max_iterations)")
+    prune.add_argument("--output-dir", help="experiment directory (default: <experiment.output_dir>/<name>)")
+    prune.add_argument("--address", help="Ray cluster to join ('auto', ray://..., host:port); default: local")
+    prune.add_argument("--resume", action="store_true", help="continue an interrupted experiment in --output-dir")
+
 
 @command("profile")
 def _profile(args: argparse.Namespace) -> int:
@@ -25,3 +38,63 @@ def _profile(args: argparse.Namespace) -> int:
 
     print(profile_from_args(args))
     return EXIT_OK
+
+
+def _load(args: argparse.Namespace, extra: list[str]):
+    from multi_agent_pruning.config import load_config, load_config_dict
+
+    overrides = list(args.overrides) + extra
+    return load_config(args.config, overrides=overrides) if args.config else load_config_dict({}, overrides=overrides)
+
+
+def _run_overrides(args: argparse.Namespace) -> list[str]:
+    from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError
+    from multi_agent_pruning.orchestrator.pruner import target_overrides
+
+    extra = target_overrides(target_ratio=args.target_ratio, target_macs=args.target_macs)
+    for flag, key in (("model", "model.name"), ("dataset", "dataset.name")):
+        if getattr(args, flag, None):
+            extra.append(f"{key}={getattr(args, flag)}")
+    for flag, key in (("trials", "search.trials"), ("max_iterations", "search.max_iterations")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            if value < 1:
+                raise ConfigurationError("Invalid arguments:", [ConfigIssue(f"--{flag.replace('_', '-')}", "must be >= 1", value)])
+            extra.append(f"{key}={value}")
+    return extra
+
+
+@command("prune")
+def _prune(args: argparse.Namespace) -> int:
+    import json
+
+    from multi_agent_pruning.cli import EXIT_FAILED
+    from multi_agent_pruning.orchestrator.experiment import run_experiment
+
+    cfg = _load(args, _run_overrides(args))
+    summary = run_experiment(cfg, output_dir=args.output_dir, resume=args.resume, address=args.address)
+    print(format_summary(summary))
+    print(json.dumps({"summary": str(summary["output_dir"]) + "/summary.json"}))
+    return EXIT_OK if summary.get("final_accuracy") is not None else EXIT_FAILED
+
+
+def format_summary(summary: dict) -> str:
+    """The final table of a prune run."""
+    def pct(value):
+        return "-" if value is None else f"{value:.1%}"
+
+    t = summary["trials"]
+    lines = [
+        f"experiment      {summary['experiment']} ({summary['method']}: {summary['model']} on {summary['dataset']})",
+        f"target          {summary['target']}",
+        f"trials          {t['total']} ({t['ok']} ok, {t['failed']} failed, {t['rejected']} rejected) "
+        f"in {summary['convergence_iterations']} iterations; stop: {summary.get('stop_reason') or 'budget used'}",
+        f"best top-1      {pct(summary['final_accuracy'])} (before fine-tuning {pct(summary['accuracy_before_finetune'])})",
+        f"MACs reduction  {pct(summary['macs_reduction'])}   params reduction {pct(summary['params_reduction'])}",
+        f"time            {summary['total_time_minutes']:.1f} min",
+        f"results         {summary['results_path']}",
+        f"best model      {summary['best_model_path']}",
+    ]
+    if summary.get("error"):
+        lines.append(f"error           {summary['error']}")
+    return "\n".join(lines)

@@ -52,6 +52,15 @@ class ModelConfig(ConfigModel):
     num_classes: int | None = Field(
         None, ge=1, description="Classifier outputs; null takes the dataset's class count."
     )
+    train_steps: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Train the dense model this many steps on the dataset before pruning (for models without "
+            "pretrained weights or checkpoint, e.g. the quickstart CNN); cached on disk by config and seed."
+        ),
+    )
+    train_lr: float = Field(3e-3, gt=0.0, description="Peak AdamW learning rate of that dense training.")
 
 
 class DatasetConfig(ConfigModel):

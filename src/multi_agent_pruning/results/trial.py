@@ -87,7 +87,13 @@ def strategy_columns(strategy: Any) -> dict[str, Any]:
 
 
 def _utc(value: Any) -> Any:
-    """Aware datetimes in UTC; anything else is left for validation to reject."""
+    """Aware datetimes (or ISO-8601 text with an offset, as JSON carries them) in UTC; anything
+    else is left for validation to reject."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
     if isinstance(value, dt.datetime) and value.utcoffset() is not None:
         return value.astimezone(dt.timezone.utc)
     return value

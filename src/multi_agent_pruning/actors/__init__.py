@@ -1,0 +1,85 @@
+"""Thin Ray actor wrappers of the agents.
+
+Each actor holds one plain agent (tested without Ray) and forwards ``execute``. The master
+actor restarts on failure (``max_restarts``) and rebuilds its memory of past iterations from
+the result table, so a crash loses nothing the table has.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from multi_agent_pruning.agents import AnalysisAgent, MasterAgent, ProfilingAgent
+
+__all__ = ["AnalysisActor", "MasterActor", "ProfilingActor", "create_actors"]
+
+
+class _AgentActor:
+    agent_class: type = object
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.agent = self.agent_class(config or {})
+
+    def execute(self, input_data: dict[str, Any]) -> dict[str, Any]:
+        return self.agent.execute(input_data)
+
+    def ping(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+@ray.remote
+class ProfilingActor(_AgentActor):
+    agent_class = ProfilingAgent
+
+
+@ray.remote
+class AnalysisActor(_AgentActor):
+    agent_class = AnalysisAgent
+
+
+@ray.remote(max_restarts=3, max_task_retries=3)
+class MasterActor(_AgentActor):
+    """The master agent; on (re)start it replays the best score per iteration from the table."""
+
+    agent_class = MasterAgent
+
+    def __init__(self, config: dict[str, Any] | None = None, store_root: str | None = None,
+                 experiment: str | None = None, method: str | None = None) -> None:
+        config = dict(config or {})
+        settings = config.pop("llm_settings", None)
+        if settings is not None:
+            from multi_agent_pruning.agents.llm import LLMClient
+
+            config["llm_client"] = LLMClient(settings)
+        super().__init__(config)
+        self.restored_rows = 0
+        if store_root and experiment:
+            self._restore(store_root, experiment, method)
+
+    def _restore(self, store_root: str, experiment: str, method: str | None) -> None:
+        from multi_agent_pruning.results import ResultStore
+
+        rows = ResultStore(store_root).read(experiment=experiment, method=method).to_pylist()
+        self.restored_rows = len(rows)
+        best = None
+        for iteration in sorted({r["iteration"] for r in rows}):
+            scores = [r["top1_after"] for r in rows if r["iteration"] <= iteration and r["status"] == "ok"
+                      and r["top1_after"] is not None]
+            best = max(scores) if scores else best
+            if best is not None:
+                self.agent._best_by_iteration[iteration + 1] = best
+
+    def restored(self) -> int:
+        return self.restored_rows
+
+
+def create_actors(master_config: dict[str, Any], analysis_config: dict[str, Any], *, store_root: str,
+                  experiment: str, method: str) -> tuple[Any, Any]:
+    """The master and analysis actors of one experiment."""
+    master = MasterActor.remote(master_config, store_root, experiment, method)
+    analysis = AnalysisActor.remote(analysis_config)
+    return master, analysis

@@ -1,0 +1,46 @@
+"""Single-process helpers behind CLI commands that need no Ray cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from multi_agent_pruning.agents import ProfilingAgent
+from multi_agent_pruning.config import load_config, load_config_dict
+
+__all__ = ["profile_from_args"]
+
+
+def profile_from_args(args: argparse.Namespace) -> str:
+    """``mapruner profile``: the model's groups, cost shares and sensitivity, as text or JSON."""
+    from multi_agent_pruning.data import create_calibration_loader
+    from multi_agent_pruning.orchestrator.dense import load_experiment_data, prepare_dense_model
+
+    overrides = list(args.overrides)
+    if args.model:
+        overrides.append(f"model.name={args.model}")
+    if args.dataset:
+        overrides.append(f"dataset.name={args.dataset}")
+    cfg = load_config(args.config, overrides=overrides) if args.config else load_config_dict({}, overrides=overrides)
+    bundle = load_experiment_data(cfg)
+    model, _ = prepare_dense_model(cfg, bundle)
+    agent_cfg, cache = cfg.agents.profiling_agent, cfg.profile_cache()
+    calibration = [b for _, b in zip(range(agent_cfg.calibration_batches),
+                                     create_calibration_loader(bundle, cfg.effective_dataset().batch_size))]
+    out = ProfilingAgent({"enable_caching": cache.enabled, "cache_duration": cache.max_age_s, "cache_dir": cache.directory,
+                          "sensitivity_fraction": agent_cfg.sensitivity_fraction,
+                          "calibration_batches": agent_cfg.calibration_batches,
+                          "safety_limits": cfg.effective_safety_limits().model_dump()}).execute(
+        {"model": model, "model_name": cfg.model.name, "dataset": bundle.info.name,
+         "input_size": tuple(bundle.info.input_size), "calibration": calibration})
+    profile = out["profile"]
+    if args.json:
+        return json.dumps(profile, indent=2, default=str)
+    lines = [f"{cfg.model.name} on {bundle.info.name}: {profile['architecture_type']}, "
+             f"{profile['base_macs'] / 1e6:.2f} M MACs, {profile['base_params'] / 1e6:.3f} M params"
+             + (" (cached)" if out["cached"] else ""),
+             f"{'kind':<22} {'groups':>6} {'channels':>8} {'MACs share':>10} {'sensitivity':>11}"]
+    for kind, k in profile["kinds"].items():
+        sens = "-" if k["sensitivity"] is None else f"{k['sensitivity']:.4f}"
+        lines.append(f"{kind:<22} {k['groups']:>6} {k['channels']:>8} {k['macs_share']:>10.1%} {sens:>11}")
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""The master-driven Ray Tune search of one experiment."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import ray
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+
+from multi_agent_pruning.actors import ProfilingActor, create_actors
+from multi_agent_pruning.config import ExperimentConfig
+from multi_agent_pruning.data import create_calibration_loader
+from multi_agent_pruning.orchestrator.experiment import (
+    ExperimentPaths,
+    base_strategy,
+    copy_best_model,
+    print_progress,
+)
+from multi_agent_pruning.results import ResultStore, TrialResult
+from multi_agent_pruning.search.searcher import MasterSearcher
+from multi_agent_pruning.search.trial import TrialContext
+from multi_agent_pruning.search.tune_trial import run_tune_trial
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["concurrency", "profile_with_actor", "run_search", "trial_resources"]
+
+
+def trial_resources(cfg: ExperimentConfig) -> dict[str, float]:
+    hw = cfg.hardware
+    resources = {"cpu": float(hw.cpus_per_trial)}
+    if hw.gpus_per_trial:
+        resources["gpu"] = float(hw.gpus_per_trial)
+    return resources
+
+
+def concurrency(cfg: ExperimentConfig) -> int:
+    """Trials that fit at once in the cluster's resources (at least 1)."""
+    total = ray.cluster_resources()
+    fits = [math.floor(total.get("CPU", 1) / max(cfg.hardware.cpus_per_trial, 1e-9))]
+    if cfg.hardware.gpus_per_trial:
+        fits.append(math.floor(total.get("GPU", 0) / cfg.hardware.gpus_per_trial + 1e-9))
+    limit = cfg.effective_search().max_concurrent_trials
+    return max(1, min(fits + ([limit] if limit else [])))
+
+
+def profile_with_actor(cfg: ExperimentConfig, context: TrialContext) -> dict[str, Any]:
+    """Runs the profiling agent as a Ray actor on the dense model (from the object store)."""
+    agent_cfg = cfg.agents.profiling_agent
+    cache = cfg.profile_cache()
+    limits = cfg.effective_safety_limits().model_dump()
+    actor = ProfilingActor.remote({
+        "enable_caching": cache.enabled, "cache_duration": cache.max_age_s, "cache_dir": cache.directory,
+        "sensitivity_fraction": agent_cfg.sensitivity_fraction, "calibration_batches": agent_cfg.calibration_batches,
+        "safety_limits": limits})
+    calibration = [b for _, b in zip(range(agent_cfg.calibration_batches),
+                                     create_calibration_loader(context.bundle, context.batch_size))]
+    out = ray.get(actor.execute.remote({
+        "model": context.model, "model_name": context.model_name,
+        "dataset": context.dataset, "input_size": context.input_shape[1:], "calibration": calibration}))
+    ray.kill(actor)
+    return out["profile"]
+
+
+def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialContext, *, resume: bool = False,
+               progress: bool = True) -> dict[str, Any]:
+    """Profiles, then lets the master actor drive a Ray Tune search; every row lands in the store."""
+    store = ResultStore(paths.results)
+    method = context.method
+    existing = [r for r in store.read(experiment=cfg.experiment.name, method=method).to_pylist()] if resume else []
+    search_cfg = cfg.effective_search()
+    budget = search_cfg.trials - sum(1 for r in existing if r["status"] != "rejected")
+    profile = profile_with_actor(cfg, context)
+    target = {"kind": cfg.target.kind, "reduction": cfg.target.reduction, "budget": cfg.target.budget}
+    parallel = concurrency(cfg)
+    batch_size = search_cfg.batch_size or max(parallel, math.ceil(search_cfg.trials / search_cfg.max_iterations))
+    master_config = {"max_iterations": search_cfg.max_iterations, "convergence_threshold": search_cfg.convergence_threshold,
+                     "batch_size": batch_size, "exploration": cfg.agents.master_agent.exploration,
+                     "seed": cfg.experiment.seed}
+    if cfg.llm_enabled():
+        from multi_agent_pruning.agents.llm import LLMSettings
+
+        master_config["llm_settings"] = LLMSettings.from_config(cfg.llm)
+    master, analysis = create_actors(master_config, {"safety_enforcement": cfg.agents.analysis_agent.safety_enforcement},
+                                     store_root=str(paths.results), experiment=cfg.experiment.name, method=method)
+    done = [len(existing)]
+
+    def record(row: TrialResult) -> None:
+        if row.trial_id in recorded:
+            return  # a retried trial reports once
+        recorded.add(row.trial_id)
+        store.append(row)
+        done[0] += 1
+        if progress:
+            print_progress(row, done[0], len(existing) + max(budget, 0))
+
+    recorded = {r["trial_id"] for r in existing}
+    start_iteration = 1 + max((r["iteration"] for r in existing), default=-1)
+    searcher = MasterSearcher(master, analysis, profile=profile, target=target, base=base_strategy(cfg),
+                              budget=max(budget, 0), batch_size=batch_size,
+                              identifiers={k: v for k, v in context.identifiers("", 0).items()
+                                           if k not in ("trial_id", "iteration")},
+                              history=existing, record=record, start_iteration=start_iteration)
+    grid = None
+    if budget > 0:
+        trainable = tune.with_resources(tune.with_parameters(run_tune_trial, context=context), trial_resources(cfg))
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=parallel),
+                                        num_samples=budget, reuse_actors=search_cfg.reuse_actors),
+            run_config=tune.RunConfig(name=f"{method}-run{context.run}", storage_path=str(paths.tune), verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=search_cfg.max_failures)),
+        )
+        grid = tuner.fit()
+    best_source = _best_checkpoint(grid, store, cfg.experiment.name, method)
+    copy_best_model(best_source, paths.best_model)
+    return {"method": method, "iterations": searcher.iterations_run + (start_iteration if resume else 0),
+            "stop_reason": searcher.stop_reason, "profile": profile, "concurrency": parallel,
+            "batch_size": batch_size}
+
+
+def _best_checkpoint(grid, store: ResultStore, experiment: str, method: str) -> str | None:
+    rows = [r for r in store.rows(experiment=experiment, method=method) if r.status == "ok" and r.top1_after is not None]
+    if not rows or grid is None:
+        return None
+    best = max(rows, key=lambda r: r.top1_after)
+    for result in grid:
+        if result.config.get("trial_id") == best.trial_id and result.checkpoint is not None:
+            return result.checkpoint.path
+    logger.warning("the best trial's model (%s) is not in this run's checkpoints (resumed run?)", best.trial_id)
+    return None

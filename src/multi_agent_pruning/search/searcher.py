@@ -1,0 +1,141 @@
+"""A Ray Tune searcher driven by the master agent.
+
+``suggest`` hands out one strategy at a time from the master's current batch (after the
+analysis agent approved it); when the batch is used up it waits until every trial of the
+iteration finished, then asks the master for the next batch with the full history. Rejected
+proposals and trials that died become rows too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray.tune.search import Searcher
+
+from multi_agent_pruning.core.strategy import Strategy
+from multi_agent_pruning.results.trial import TrialResult, strategy_columns
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MasterSearcher", "row_from_report"]
+
+
+def row_from_report(result: dict[str, Any]) -> TrialResult:
+    """The TrialResult a trial reported (as JSON in ``row_json``)."""
+    return TrialResult.from_row(json.loads(result["row_json"]))
+
+
+class MasterSearcher(Searcher):
+    """Asks the master actor for batches; see the module docstring.
+
+    Args:
+        master / analysis: The master and analysis actors.
+        profile: The model profile (dict).
+        target: ``{"kind", "reduction", "budget"}`` of the experiment.
+        base: Strategy the master starts from.
+        budget: Trials this searcher may start.
+        batch_size: Strategies per iteration.
+        identifiers: Row identifiers shared by all trials (experiment, run, method, ...).
+        history: Rows already in the table (resume), as dicts.
+        record: Called with every row this searcher produces (rejected or failed trials and
+            the rows that trials reported).
+        start_iteration: First iteration number (resume continues the numbering).
+    """
+
+    def __init__(self, master: Any, analysis: Any, *, profile: dict, target: dict, base: Strategy, budget: int,
+                 batch_size: int, identifiers: dict[str, Any], history: list[dict], record: Callable[[TrialResult], None],
+                 start_iteration: int = 0) -> None:
+        super().__init__(metric="score", mode="max")
+        self.master, self.analysis = master, analysis
+        self.profile, self.target, self.base = profile, target, base
+        self.budget, self.batch_size = budget, batch_size
+        self.identifiers, self.record = identifiers, record
+        self.history = [{"strategy_json": r["strategy_json"], "top1_after": r.get("top1_after"),
+                         "status": r["status"]} for r in history]
+        self.iteration = start_iteration
+        self.issued = 0
+        self.queue: list[Strategy] = []
+        self.running: dict[str, tuple[Strategy, int]] = {}
+        self.finished = False
+        self.stop_reason: str | None = None
+        self.iterations_run = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.finished or self.issued >= self.budget:
+            return Searcher.FINISHED
+        if not self.queue:
+            if self.running:
+                return None  # the next batch needs this iteration's results
+            self._next_batch()
+            if not self.queue:
+                return Searcher.FINISHED if self.finished else None
+        strategy = self.queue.pop(0)
+        self.running[trial_id] = (strategy, self.iteration - 1)
+        self.issued += 1
+        return {"strategy": strategy.to_json(), "trial_id": trial_id, "iteration": self.iteration - 1}
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        strategy, iteration = self.running.pop(trial_id, (None, self.iteration - 1))
+        if result is not None and "row_json" in result and not error:
+            row = row_from_report(result)
+        else:
+            row = TrialResult.failed(error="the trial's worker failed and its retries were exhausted",
+                                     strategy=strategy, target_kind=self.base.target_kind,
+                                     **self.identifiers, trial_id=trial_id, iteration=iteration)
+        self.record(row)
+        self.history.append({"strategy_json": row.strategy_json, "top1_after": row.top1_after, "status": row.status})
+
+    def _next_batch(self, attempts: int = 3) -> None:
+        for _ in range(attempts):
+            size = min(self.batch_size, self.budget - self.issued)
+            proposal = ray.get(self.master.execute.remote({
+                "profile_results": self.profile, "base_strategy": self.base.to_dict(), "history": self.history,
+                "revision_number": self.iteration, "batch_size": size}))
+            if not proposal["continue_iterations"]:
+                self.finished, self.stop_reason = True, proposal.get("stop_reason")
+                logger.info("master stops the search: %s", self.stop_reason)
+                return
+            checked = ray.get(self.analysis.execute.remote({
+                "profile_results": self.profile, "strategies": proposal["strategies"], "target": self.target}))
+            for index, item in enumerate(checked["rejected"]):
+                self._record_rejected(item, index)
+            self.queue = [Strategy.from_dict(_strip_aliases(s)) for s in checked["approved"]]
+            self.iteration += 1
+            self.iterations_run += 1
+            if self.queue:
+                return
+        self.finished, self.stop_reason = True, "the analysis agent rejected every proposal"
+
+    def _record_rejected(self, item: dict[str, Any], index: int) -> None:
+        strategy = item["strategy"]
+        try:
+            columns = strategy_columns(strategy)
+        except Exception:  # the proposal itself is malformed: keep its text
+            columns = {"strategy_json": json.dumps(strategy, default=str, sort_keys=True)}
+        row = TrialResult.failed(error="; ".join(item["reasons"]), status="rejected",
+                                 target_kind=self.base.target_kind,
+                                 **{**self.identifiers, "trial_id": f"rejected-{self.iteration}-{index}",
+                                    "iteration": self.iteration},
+                                 **{k: v for k, v in columns.items() if k != "target_kind"})
+        self.record(row)
+        self.history.append({"strategy_json": row.strategy_json, "top1_after": None, "status": "rejected"})
+
+    # Tune checkpoints searcher state; the result table is the real state, so keep this small.
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "w") as handle:
+            json.dump({"iteration": self.iteration, "issued": self.issued,
+                       "queue": [s.to_json() for s in self.queue]}, handle)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as handle:
+            state = json.load(handle)
+        self.iteration, self.issued = state["iteration"], state["issued"]
+        self.queue = [Strategy.from_json(s) for s in state["queue"]]
+
+
+def _strip_aliases(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in ("importance_criterion", "pruning_ratio")}

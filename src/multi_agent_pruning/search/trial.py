@@ -1,0 +1,161 @@
+"""The one trial function: ``evaluate_strategy(strategy, context) -> TrialResult``.
+
+Every method (the agents' search, the baselines, Optuna) evaluates a strategy here and nowhere
+else: prune to the exact target, measure accuracy before recovery, fine-tune, evaluate, and
+return one row of the results table. Any exception becomes a ``failed`` row with the error;
+nothing is filled in that was not measured.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from multi_agent_pruning.agents.execution import EvaluationAgent, FineTuningAgent, PruningAgent
+from multi_agent_pruning.core.evaluation import evaluate, resolve_device
+from multi_agent_pruning.core.strategy import Strategy
+from multi_agent_pruning.data import DatasetBundle, create_calibration_loader, create_loaders
+from multi_agent_pruning.results.trial import TrialResult, strategy_columns
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrialContext", "evaluate_strategy"]
+
+
+@dataclass
+class TrialContext:
+    """Everything shared by the trials of one experiment (put in Ray's object store once).
+
+    Attributes:
+        experiment / run / method / model_name / dataset / seed: Row identifiers.
+        model: The dense model (trained or pretrained); each trial prunes a copy.
+        bundle: The dataset (train / val / calibration splits).
+        input_shape: ``(1, C, H, W)`` used to trace the graph and count MACs.
+        batch_size: Evaluation and calibration batch size; ``finetune_batch_size`` for training.
+        calibration_batches: Calibration batches used by gradient-based importance.
+        finetune: Extra :class:`~multi_agent_pruning.core.training.FineTuneConfig` fields
+            (warm-up, label smoothing, AMP, ...); the strategy supplies steps, lr, decay, KD.
+        evaluation: EvaluationAgent config (latency, custom metrics).
+        tolerance: Accepted relative distance to the MACs/params target.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        threads: torch intra-op threads per trial (None: leave torch's default).
+        model_kwargs: How the dense model was built (saved with pruned models).
+    """
+
+    experiment: str
+    run: int
+    method: str
+    model_name: str
+    dataset: str
+    seed: int
+    model: nn.Module
+    bundle: DatasetBundle
+    input_shape: tuple[int, ...]
+    batch_size: int = 128
+    finetune_batch_size: int = 128
+    num_workers: int = 0
+    calibration_batches: int = 2
+    finetune: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    tolerance: float = 0.005
+    device: str = "auto"
+    threads: int | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def identifiers(self, trial_id: str, iteration: int) -> dict[str, Any]:
+        return {"experiment": self.experiment, "run": self.run, "method": self.method, "model": self.model_name,
+                "dataset": self.dataset, "seed": self.seed, "trial_id": trial_id, "iteration": iteration}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def evaluate_strategy(strategy: Strategy, context: TrialContext, *, trial_id: str, iteration: int = 0,
+                      save_dir: str | None = None) -> TrialResult:
+    """Prunes, fine-tunes and evaluates ``strategy``; returns its row (ok or failed).
+
+    Args:
+        strategy: What to evaluate.
+        context: The experiment's shared data and settings.
+        trial_id: Unique id of the trial (the row's key).
+        iteration: Search iteration that proposed the strategy.
+        save_dir: When given and the trial succeeds, the pruned model is saved there.
+    """
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    ids = context.identifiers(trial_id, iteration)
+    if context.threads:
+        torch.set_num_threads(context.threads)
+    seed_everything(context.seed)
+    stages: dict[str, float] = {}
+    try:
+        row = _run(strategy, context, ids, stages, save_dir)
+    except Exception as err:  # a failed trial is a row, never a crash of the search
+        logger.info("trial %s failed: %s: %s", trial_id, type(err).__name__, err)
+        row = TrialResult.failed(error=err, strategy=strategy, **ids, **_stage_columns(stages))
+    row.started_at = started
+    row.finished_at = datetime.now(timezone.utc)
+    row.seconds_total = time.perf_counter() - clock
+    return row
+
+
+def _stage_columns(stages: dict[str, float]) -> dict[str, float]:
+    return {f"seconds_{k}": v for k, v in stages.items()}
+
+
+def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], stages: dict[str, float],
+         save_dir: str | None) -> TrialResult:
+    device = resolve_device(context.device)
+    dense = context.model.to(device).eval()
+    example = torch.randn(*context.input_shape, device=device)
+    calibration = [b for _, b in zip(range(context.calibration_batches),
+                                     create_calibration_loader(context.bundle, context.batch_size))]
+    clock = time.perf_counter()
+    pruned = PruningAgent({"tolerance": context.tolerance}).execute(
+        {"model": dense, "strategy": strategy, "example_inputs": example, "calibration": calibration})
+    stages["prune"] = time.perf_counter() - clock
+    model, prune = pruned["model"], pruned["prune"]
+    train_loader, val_loader = create_loaders(context.bundle, context.finetune_batch_size,
+                                              num_workers=context.num_workers, seed=context.seed)
+    _, eval_loader = create_loaders(context.bundle, context.batch_size, num_workers=context.num_workers)
+    before = evaluate(model, eval_loader, device=device)
+    clock = time.perf_counter()
+    FineTuningAgent(context.finetune).execute({"model": model, "train_loader": train_loader, "strategy": strategy,
+                                               "teacher": dense, "device": device, "seed": context.seed})
+    stages["finetune"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    metrics = EvaluationAgent(context.evaluation).execute(
+        {"model": model, "val_loader": eval_loader, "input_shape": context.input_shape, "device": device,
+         "dataset_info": context.bundle.info})["metrics"]
+    stages["evaluate"] = time.perf_counter() - clock
+    row = TrialResult(
+        **ids, **{k: v for k, v in strategy_columns(strategy).items() if k != "target_value"},
+        base_macs=prune["base_macs"], base_params=prune["base_params"], macs=prune["macs"], params=prune["params"],
+        macs_reduction=prune["macs_reduction"], params_reduction=prune["params_reduction"],
+        target_value=prune["target"], target_error=prune["error"],
+        top1_before=before["top1"], top5_before=before.get("top5"),
+        top1_after=metrics["top1"], top5_after=metrics.get("top5"), loss_after=metrics.get("loss"),
+        latency_ms=metrics.get("latency_ms"), status="ok",
+        custom_metrics_json=json.dumps(metrics["custom"]) if metrics.get("custom") else None,
+        **_stage_columns(stages),
+    )
+    if save_dir is not None:
+        from multi_agent_pruning.core.serialization import save_pruned_model
+
+        save_pruned_model(model.cpu(), save_dir, base_model=context.model_name, model_kwargs=context.model_kwargs,
+                          metadata={"strategy": strategy.to_dict(), "macs": row.macs, "params": row.params,
+                                    "top1": row.top1_after, "trial_id": row.trial_id,
+                                    "experiment": row.experiment})
+    return row
