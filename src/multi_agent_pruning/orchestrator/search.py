@@ -26,7 +26,7 @@ from multi_agent_pruning.search.tune_trial import run_tune_trial
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["concurrency", "profile_with_actor", "run_search", "trial_resources"]
+__all__ = ["build_tuner", "concurrency", "profile_with_actor", "run_search", "trial_resources"]
 
 
 def trial_resources(cfg: ExperimentConfig) -> dict[str, float]:
@@ -106,20 +106,27 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
                               history=existing, record=record, start_iteration=start_iteration)
     grid = None
     if budget > 0:
-        trainable = tune.with_resources(tune.with_parameters(run_tune_trial, context=context), trial_resources(cfg))
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=parallel),
-                                        num_samples=budget, reuse_actors=search_cfg.reuse_actors),
-            run_config=tune.RunConfig(name=f"{method}-run{context.run}", storage_path=str(paths.tune), verbose=0,
-                                      failure_config=tune.FailureConfig(max_failures=search_cfg.max_failures)),
-        )
-        grid = tuner.fit()
+        trainable = tune.with_parameters(run_tune_trial, context=context)
+        grid = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
+                           name=f"{method}-run{context.run}", storage=paths.tune).fit()
     best_source = _best_checkpoint(grid, store, cfg.experiment.name, method)
     copy_best_model(best_source, paths.best_model)
     return {"method": method, "iterations": searcher.iterations_run + (start_iteration if resume else 0),
             "stop_reason": searcher.stop_reason, "profile": profile, "concurrency": parallel,
             "batch_size": batch_size}
+
+
+def build_tuner(cfg: ExperimentConfig, trainable: Any, searcher: Any, *, budget: int, parallel: int, name: str,
+                storage: Any) -> tune.Tuner:
+    """The Tuner every search uses: per-trial resources, concurrency limit, retries, actor reuse."""
+    search_cfg = cfg.effective_search()
+    return tune.Tuner(
+        tune.with_resources(trainable, trial_resources(cfg)),
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=parallel),
+                                    num_samples=budget, reuse_actors=search_cfg.reuse_actors),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=search_cfg.max_failures)),
+    )
 
 
 def _best_checkpoint(grid, store: ResultStore, experiment: str, method: str) -> str | None:

@@ -1,0 +1,58 @@
+"""The one trial function: an ok row measured end to end, and failures as rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from multi_agent_pruning.config import load_config
+from multi_agent_pruning.core.strategy import Strategy
+from multi_agent_pruning.orchestrator.experiment import base_strategy, build_context
+from multi_agent_pruning.results import ResultStore
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory):
+    cfg = load_config("configs/quickstart.yaml", overrides=[
+        "model.train_steps=40", "finetune.steps=5", "evaluation.latency=false",
+        f"precomputation.cache_dir={tmp_path_factory.mktemp('cache')}"])
+    return build_context(cfg, method="multi_agent", run=0), base_strategy(cfg)
+
+
+def test_ok_row_is_measured(context, tmp_path):
+    from multi_agent_pruning.core.evaluation import evaluate
+    from multi_agent_pruning.core.serialization import load_pruned_model
+    from multi_agent_pruning.data import create_loaders
+    from multi_agent_pruning.models import create_model
+    from multi_agent_pruning.search.trial import evaluate_strategy
+
+    ctx, base = context
+    row = evaluate_strategy(base.replace(importance="l2"), ctx, trial_id="t0", iteration=0, save_dir=str(tmp_path))
+    assert row.status == "ok", row.error
+    assert abs(row.target_error) <= 0.02 and row.macs_reduction == pytest.approx(0.5, abs=0.01)
+    assert 0 <= row.top1_before <= 1 and 0 <= row.top1_after <= 1
+    assert row.seconds_prune > 0 and row.seconds_finetune > 0 and row.seconds_total >= row.seconds_prune
+    assert row.importance == "l2" and row.finetune_steps == 5
+    ResultStore(tmp_path / "store").append(row)  # a valid row of the schema
+    # The saved model is the evaluated one: reloading it reproduces the accuracy exactly.
+    model, meta = load_pruned_model(tmp_path, build_fn=lambda name, **kw: create_model(name, **kw))
+    _, val = create_loaders(ctx.bundle, 128)
+    assert evaluate(model, val)["top1"] == pytest.approx(row.top1_after)
+    assert meta["trial_id"] == "t0"
+
+
+def test_failures_become_rows(context):
+    from multi_agent_pruning.search.trial import evaluate_strategy
+
+    ctx, base = context
+    row = evaluate_strategy(base.replace(group_multipliers={"attention": 1.0}), ctx, trial_id="t1", iteration=0)
+    assert row.status == "failed" and row.error_type == "PruningError" and "'attention'" in row.error
+    assert row.top1_after is None and row.macs is None  # nothing invented
+    diverged = evaluate_strategy(base.replace(learning_rate=9.9, finetune_steps=20), ctx, trial_id="t2", iteration=0)
+    assert diverged.status in ("ok", "failed")
+    if diverged.status == "failed":
+        assert diverged.error_type == "NonFiniteLossError"
+
+
+def test_strategy_roundtrip_through_json_is_identical(context):
+    _, base = context
+    assert Strategy.from_json(base.to_json()) == base and Strategy.from_json(base.to_json()).key() == base.key()

@@ -1,0 +1,43 @@
+"""The CLI: exit codes and one clear message per bad input; nothing written on bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from multi_agent_pruning.cli import main
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--model", "deit_smal"], "Did you mean: deit_small"),
+    (["--dataset", "imagnet"], "imagenet"),
+    (["--target-ratio", "1.5"], "target_ratio"),
+    (["--target-ratio", "0"], "target_ratio"),
+    (["--target-ratio", "nan"], "target_ratio"),
+    (["--target-ratio", "half"], "target_ratio"),
+    (["--target-macs", "-3"], "target_macs"),
+    (["--trials", "-1"], "--trials"),
+    (["--set", "serach.trials=3"], "did you mean 'search'"),
+])
+def test_prune_bad_input_exits_2_and_writes_nothing(argv, needle, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["prune", "--config", "configs/quickstart.yaml", "--output-dir", str(out), *argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert needle in err
+    assert err.count("\n") <= 4  # one clear message, not a traceback
+    assert not out.exists()
+
+
+def test_validate_config_reports_every_problem(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MAPRUNER_TEST_MISSING", raising=False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search:\n  trials: 0\n  trails: 3\ndataset:\n  path: ${MAPRUNER_TEST_MISSING}\n")
+    assert main(["validate-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "search.trials" in err and "trails" in err and "MAPRUNER_TEST_MISSING" in err
+
+
+def test_models_lists_computed_macs(capsys):
+    assert main(["models", "deit_small"]) == 0
+    out = capsys.readouterr().out
+    assert "deit_small_patch16_224" in out and "4.61" in out and "22.05" in out
