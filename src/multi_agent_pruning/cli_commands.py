@@ -31,6 +31,20 @@ def add_subcommands(sub, add_config_arguments: Callable[[argparse.ArgumentParser
     prune.add_argument("--address", help="Ray cluster to join ('auto', ray://..., host:port); default: local")
     prune.add_argument("--resume", action="store_true", help="continue an interrupted experiment in --output-dir")
 
+    compare = sub.add_parser("compare", help="compare methods at the same trial budget, seeds and fine-tune budget")
+    add_config_arguments(compare)
+    compare.add_argument("--model", help="model name (overrides model.name)")
+    compare.add_argument("--dataset", help="dataset name (overrides dataset.name)")
+    ctarget = compare.add_mutually_exclusive_group()
+    ctarget.add_argument("--target-ratio", help="fraction of the target kind (MACs by default) to remove, in (0, 1)")
+    ctarget.add_argument("--target-macs", help="MACs to keep: a fraction (0.5) or a count (2.3e9, 2.3G)")
+    compare.add_argument("--methods", help="comma-separated: multi_agent,magnitude_l1,magnitude_l2,taylor,"
+                                           "isomorphic,random,optuna_tpe (default: baselines.methods)")
+    compare.add_argument("--num-runs", type=int, help="repetitions with different seeds (baselines.num_runs)")
+    compare.add_argument("--trials-per-method", type=int, help="trial budget of every method (search.trials)")
+    compare.add_argument("--output-dir", help="comparison directory (default: <experiment.output_dir>/<name>)")
+    compare.add_argument("--address", help="Ray cluster to join; default: local")
+
 
 @command("profile")
 def _profile(args: argparse.Namespace) -> int:
@@ -98,3 +112,21 @@ def format_summary(summary: dict) -> str:
     if summary.get("error"):
         lines.append(f"error           {summary['error']}")
     return "\n".join(lines)
+
+
+@command("compare")
+def _compare(args: argparse.Namespace) -> int:
+    from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError
+    from multi_agent_pruning.orchestrator.compare import compare_methods, format_comparison
+
+    for flag in ("num_runs", "trials_per_method"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ConfigurationError("Invalid arguments:", [ConfigIssue(f"--{flag.replace('_', '-')}", "must be >= 1", value)])
+    args.trials = args.max_iterations = None
+    cfg = _load(args, _run_overrides(args))
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    comparison = compare_methods(cfg, methods, num_runs=args.num_runs, trials_per_method=args.trials_per_method,
+                                 output_dir=args.output_dir, address=args.address)
+    print(format_comparison(comparison))
+    return EXIT_OK

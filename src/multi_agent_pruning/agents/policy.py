@@ -6,8 +6,9 @@ The policy is a small evolutionary search with a sensitivity-informed prior:
    multipliers come from the profile's measured sensitivity: kinds whose pruning hurt the
    calibration loss less are pruned more (``m_k ~ (mean_sens / sens_k) ** 0.5``, normalised so the
    MACs-weighted mean multiplier is 1 and clamped to [0.25, 2.5]). The batch walks a fixed list of
-   (criterion, ranking, multipliers) templates: Taylor + isomorphic + sensitivity multipliers,
-   Taylor + isomorphic + uniform, L2 + sensitivity, Taylor + global, LAMP, FPGM, Hessian, ...
+   (criterion, ranking, multipliers) templates that alternates global and per-layer ranking:
+   Taylor + isomorphic + sensitivity multipliers, Taylor per layer (uniform), L2 + isomorphic +
+   sensitivity, L2 per layer, Taylor + isomorphic uniform, LAMP, Taylor global, FPGM, Hessian, ...
 2. **Later batches**: the best ``k`` evaluated strategies are parents. Each child copies a parent
    (rank-weighted choice) and mutates it inside a trust region that shrinks every iteration:
    log-normal noise on each multiplier (sigma 0.35 * 0.7^iteration), on the learning rate
@@ -97,9 +98,9 @@ class BuiltinPolicy:
         sens = sensitivity_multipliers(kinds)
         uniform = {k: 1.0 for k in kinds}
         templates = [
-            ("taylor", True, True, sens), ("taylor", True, True, uniform), ("l2", True, True, sens),
-            ("taylor", True, False, sens), ("lamp", True, True, sens), ("fpgm", True, True, uniform),
-            ("hessian", True, True, sens), ("l2", True, False, uniform), ("taylor", False, False, sens),
+            ("taylor", True, True, sens), ("taylor", False, False, uniform), ("l2", True, True, sens),
+            ("l2", False, False, uniform), ("taylor", True, True, uniform), ("lamp", True, True, sens),
+            ("taylor", True, False, sens), ("fpgm", False, False, uniform), ("hessian", True, True, sens),
             ("l1", True, True, uniform),
         ]
         out = []

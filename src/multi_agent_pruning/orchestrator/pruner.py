@@ -115,3 +115,21 @@ class MultiAgentPruner:
             extra.append(f"precomputation.enabled={str(bool(enable_caching)).lower()}")
         cfg = self._configure(model_name, dataset, extra)
         return run_experiment(cfg, output_dir=output_dir, resume=resume, address=address, progress=progress)
+
+    def compare_methods(self, model_name: str | None, dataset: str | None, target_ratio: float | None = None,
+                        methods: list[str] | None = None, *, num_runs: int | None = None,
+                        trials_per_method: int | None = None, target_macs: Any = None,
+                        target_kind: str | None = None, output_dir: str | Path | None = None,
+                        address: str | None = None, progress: bool = False) -> dict[str, Any]:
+        """Runs every method at the same trial budget, seeds and fine-tune budget.
+
+        Returns:
+            ``{method: {best_accuracy, mean, std, best_per_run, trials_used, wall_time_s, ...}}``;
+            all trials are in one result table with ``method`` and ``run`` columns.
+        """
+        from multi_agent_pruning.orchestrator.compare import compare_methods
+
+        extra = target_overrides(target_ratio=target_ratio, target_macs=target_macs, target_kind=target_kind)
+        cfg = self._configure(model_name, dataset, extra)
+        return compare_methods(cfg, methods, num_runs=num_runs, trials_per_method=trials_per_method,
+                               output_dir=output_dir, address=address, progress=progress)

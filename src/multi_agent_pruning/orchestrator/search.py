@@ -19,7 +19,8 @@ from multi_agent_pruning.orchestrator.experiment import (
     copy_best_model,
     print_progress,
 )
-from multi_agent_pruning.results import ResultStore, TrialResult
+from multi_agent_pruning.results import ResultStore
+from multi_agent_pruning.search.rows import RowSink
 from multi_agent_pruning.search.searcher import MasterSearcher
 from multi_agent_pruning.search.trial import TrialContext
 from multi_agent_pruning.search.tune_trial import run_tune_trial
@@ -66,11 +67,12 @@ def profile_with_actor(cfg: ExperimentConfig, context: TrialContext) -> dict[str
 
 
 def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialContext, *, resume: bool = False,
-               progress: bool = True) -> dict[str, Any]:
+               progress: bool = True, save_best: bool = True) -> dict[str, Any]:
     """Profiles, then lets the master actor drive a Ray Tune search; every row lands in the store."""
     store = ResultStore(paths.results)
     method = context.method
-    existing = [r for r in store.read(experiment=cfg.experiment.name, method=method).to_pylist()] if resume else []
+    existing = [r for r in store.read(experiment=cfg.experiment.name, method=method).to_pylist()
+                if r["run"] == context.run] if resume else []
     search_cfg = cfg.effective_search()
     budget = search_cfg.trials - sum(1 for r in existing if r["status"] != "rejected")
     profile = profile_with_actor(cfg, context)
@@ -85,19 +87,10 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
 
         master_config["llm_settings"] = LLMSettings.from_config(cfg.llm)
     master, analysis = create_actors(master_config, {"safety_enforcement": cfg.agents.analysis_agent.safety_enforcement},
-                                     store_root=str(paths.results), experiment=cfg.experiment.name, method=method)
-    done = [len(existing)]
-
-    def record(row: TrialResult) -> None:
-        if row.trial_id in recorded:
-            return  # a retried trial reports once
-        recorded.add(row.trial_id)
-        store.append(row)
-        done[0] += 1
-        if progress:
-            print_progress(row, done[0], len(existing) + max(budget, 0))
-
-    recorded = {r["trial_id"] for r in existing}
+                                     store_root=str(paths.results) if resume else None,
+                                     experiment=cfg.experiment.name, method=method)
+    record = RowSink(store, existing={r["trial_id"] for r in existing}, total=len(existing) + max(budget, 0),
+                     progress=print_progress if progress else None)
     start_iteration = 1 + max((r["iteration"] for r in existing), default=-1)
     searcher = MasterSearcher(master, analysis, profile=profile, target=target, base=base_strategy(cfg),
                               budget=max(budget, 0), batch_size=batch_size,
@@ -109,15 +102,15 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
         trainable = tune.with_parameters(run_tune_trial, context=context)
         grid = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
                            name=f"{method}-run{context.run}", storage=paths.tune).fit()
-    best_source = _best_checkpoint(grid, store, cfg.experiment.name, method)
-    copy_best_model(best_source, paths.best_model)
+    if save_best:
+        copy_best_model(_best_checkpoint(grid, store, cfg.experiment.name, method), paths.best_model)
     return {"method": method, "iterations": searcher.iterations_run + (start_iteration if resume else 0),
             "stop_reason": searcher.stop_reason, "profile": profile, "concurrency": parallel,
             "batch_size": batch_size}
 
 
 def build_tuner(cfg: ExperimentConfig, trainable: Any, searcher: Any, *, budget: int, parallel: int, name: str,
-                storage: Any) -> tune.Tuner:
+                storage: Any, callbacks: list | None = None) -> tune.Tuner:
     """The Tuner every search uses: per-trial resources, concurrency limit, retries, actor reuse."""
     search_cfg = cfg.effective_search()
     return tune.Tuner(
@@ -125,7 +118,8 @@ def build_tuner(cfg: ExperimentConfig, trainable: Any, searcher: Any, *, budget:
         tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=parallel),
                                     num_samples=budget, reuse_actors=search_cfg.reuse_actors),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=search_cfg.max_failures)),
+                                  failure_config=tune.FailureConfig(max_failures=search_cfg.max_failures),
+                                  callbacks=callbacks),
     )
 
 

@@ -1,0 +1,201 @@
+"""Fair comparisons: every method gets the same trial budget, seeds and fine-tune budget.
+
+All trials of a comparison land in one result table with ``method`` and ``run`` columns.
+``multi_agent`` is the master-driven search; ``optuna_tpe`` (``optuna_nsga2``) is Optuna over the
+same strategy space; a baseline name (``magnitude_l2``, ``taylor`` ...) is that baseline with its
+hyperparameters tuned by Optuna TPE within the budget (budget 1: its default strategy).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from multi_agent_pruning.config import ExperimentConfig, config_to_dict
+from multi_agent_pruning.exceptions import ConfigurationError
+from multi_agent_pruning.orchestrator.experiment import (
+    ExperimentPaths,
+    base_strategy,
+    build_context,
+    print_progress,
+    write_json_atomic,
+)
+from multi_agent_pruning.results import ResultStore
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_METHODS", "compare_methods", "run_single_strategy"]
+
+DEFAULT_METHODS = ("multi_agent", "magnitude_l1", "magnitude_l2", "taylor", "isomorphic", "random", "optuna_tpe")
+
+
+def _check_methods(methods: Sequence[str]) -> None:
+    from multi_agent_pruning.baselines import list_methods
+    from multi_agent_pruning.exceptions import UnknownNameError
+
+    known = ["multi_agent", "optuna_tpe", "optuna_nsga2", *list_methods()]
+    for name in methods:
+        base = name.split(":", 1)[1] if name.startswith("optuna_") and ":" in name else name
+        if base not in known:
+            raise UnknownNameError("method", name, known)
+
+
+def compare_methods(cfg: ExperimentConfig, methods: Sequence[str] | None = None, *, num_runs: int | None = None,
+                    trials_per_method: int | None = None, output_dir: str | Path | None = None,
+                    address: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Runs each method ``num_runs`` times at the same budget and returns per-method statistics.
+
+    Returns:
+        ``{method: {best_accuracy, mean, std, best_per_run, trials_used, wall_time_s,
+        macs_reduction}}``; also written to ``comparison.json`` in the output directory.
+    """
+    from multi_agent_pruning.orchestrator.ray_runtime import init_ray
+
+    methods = list(methods or cfg.baselines.methods)
+    _check_methods(methods)
+    num_runs = num_runs or cfg.baselines.num_runs
+    budget = trials_per_method or cfg.baselines.trials_per_method or cfg.effective_search().trials
+    if num_runs < 1 or budget < 1:
+        raise ConfigurationError(f"num_runs and trials_per_method must be >= 1 (got {num_runs}, {budget})")
+    paths = ExperimentPaths(Path(output_dir) if output_dir else cfg.output_path())
+    if paths.state.exists():
+        raise ConfigurationError(f"output directory {paths.root} already holds an experiment; choose another")
+    contexts = {run: build_context(cfg, method="", run=run, seed=cfg.experiment.seed + run) for run in range(num_runs)}
+    write_json_atomic(paths.state, {"experiment": cfg.experiment.name, "status": "running", "kind": "comparison",
+                                    "methods": methods, "config": config_to_dict(cfg)})
+    init_ray(cfg, address)
+    walls: dict[str, float] = {m: 0.0 for m in methods}
+    for run, context in contexts.items():
+        for method in methods:
+            start = time.perf_counter()
+            _run_method(cfg, paths, context, method, run, budget, progress)
+            walls[method] += time.perf_counter() - start
+    comparison = summarise_comparison(ResultStore(paths.results), cfg.experiment.name, methods, walls)
+    write_json_atomic(paths.root / "comparison.json", comparison)
+    write_json_atomic(paths.state, {"experiment": cfg.experiment.name, "status": "finished", "kind": "comparison",
+                                    "methods": methods, "config": config_to_dict(cfg)})
+    return comparison
+
+
+def _run_method(cfg: ExperimentConfig, paths: ExperimentPaths, context, method: str, run: int, budget: int,
+                progress: bool) -> None:
+    import dataclasses
+
+    ctx = dataclasses.replace(context, method=method)
+    if method == "multi_agent":
+        from multi_agent_pruning.orchestrator.search import run_search
+
+        run_cfg = cfg.model_copy(update={"search": cfg.search.model_copy(update={"trials": budget})})
+        run_search(run_cfg, paths, ctx, progress=progress, save_best=False)
+        return
+    _run_optuna(cfg, paths, ctx, method, run, budget, progress)
+
+
+def _run_optuna(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str, run: int, budget: int,
+                progress: bool) -> None:
+    from ray import tune
+
+    from multi_agent_pruning.agents.policy import BuiltinPolicy
+    from multi_agent_pruning.orchestrator.search import build_tuner, concurrency, profile_with_actor
+    from multi_agent_pruning.search.optuna_search import build_optuna_searcher, method_for, run_params_trial
+    from multi_agent_pruning.search.rows import RowRecorder, RowSink
+
+    base = base_strategy(cfg)
+    profile = profile_with_actor(cfg, ctx)
+    kinds = list(profile["kinds"])
+    has_attention = "attention" in kinds
+    impl = method_for(method)
+    parallel = concurrency(cfg)
+    if method.startswith("optuna_") and ":" not in method:
+        # The same first points as the master's first batch: no head start either way.
+        batch = cfg.effective_search().batch_size or parallel
+        first = BuiltinPolicy(seed=ctx.seed).propose(profile["kinds"], base, [], batch, 0, has_attention=has_attention)
+    else:
+        first = [impl.make_strategy(base, kinds)]
+    sampler = "nsga2" if method.startswith("optuna_nsga2") else "tpe"
+    searcher, _ = build_optuna_searcher(impl, base, kinds, has_attention=has_attention, seed=ctx.seed,
+                                        storage_file=paths.root / "optuna" / f"{_safe(method)}-run{run}.journal",
+                                        study_name=f"{cfg.experiment.name}-{_safe(method)}-run{run}",
+                                        first_strategies=first, sampler=sampler)
+    store = ResultStore(paths.results)
+    sink = RowSink(store, total=budget, progress=print_progress if progress else None)
+    ids = {k: v for k, v in ctx.identifiers("", 0).items() if k not in ("trial_id", "iteration")}
+    trainable = tune.with_parameters(run_params_trial, context=ctx, method_name=method, base_json=base.to_json(),
+                                     kinds=kinds)
+    tuner = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
+                        name=f"{_safe(method)}-run{run}", storage=paths.tune,
+                        callbacks=[RowRecorder(sink, ids, base.target_kind)])
+    tuner.fit()
+
+
+def _safe(method: str) -> str:
+    return method.replace(":", "-")
+
+
+def summarise_comparison(store: ResultStore, experiment: str, methods: Sequence[str],
+                         walls: dict[str, float]) -> dict[str, Any]:
+    """Per method: best accuracy per run, mean +- std over runs, trials used, wall time."""
+    rows = store.rows(experiment=experiment)
+    out: dict[str, Any] = {}
+    for method in methods:
+        mine = [r for r in rows if r.method == method]
+        runs = sorted({r.run for r in mine})
+        best = []
+        for run in runs:
+            scores = [r.top1_after for r in mine if r.run == run and r.status == "ok" and r.top1_after is not None]
+            best.append(max(scores) if scores else None)
+        measured = [b for b in best if b is not None]
+        ok = [r for r in mine if r.status == "ok" and r.top1_after is not None]
+        top = max(ok, key=lambda r: r.top1_after, default=None)
+        out[method] = {
+            "best_accuracy": max(measured) if measured else None,
+            "mean": statistics.fmean(measured) if measured else None,
+            "std": statistics.stdev(measured) if len(measured) > 1 else (0.0 if measured else None),
+            "best_per_run": best, "runs": runs,
+            "trials_used": sum(1 for r in mine if r.status != "rejected"),
+            "trials_ok": len(ok), "wall_time_s": walls.get(method),
+            "macs_reduction": top.macs_reduction if top else None,
+        }
+    return out
+
+
+def format_comparison(comparison: dict[str, Any]) -> str:
+    lines = [f"{'method':<16} {'mean top-1':>10} {'std':>7} {'best':>7} {'trials':>7} {'ok':>4} {'wall s':>8}"]
+    ranked = sorted(comparison.items(), key=lambda kv: -(kv[1]["mean"] if kv[1]["mean"] is not None else -1))
+    for method, c in ranked:
+        def f(v, spec):
+            return "-" if v is None else format(v, spec)
+        lines.append(f"{method:<16} {f(c['mean'], '>10.4f')} {f(c['std'], '>7.4f')} {f(c['best_accuracy'], '>7.4f')} "
+                     f"{c['trials_used']:>7} {c['trials_ok']:>4} {f(c['wall_time_s'], '>8.1f')}")
+    return "\n".join(lines)
+
+
+def run_single_strategy(method, model_name: str, target_macs: float, dataset: str, *, config_path=None,
+                        output_dir=None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """One baseline strategy through the shared trial function, stored as one row (no Ray needed)."""
+    from multi_agent_pruning.config import load_config, load_config_dict
+    from multi_agent_pruning.orchestrator.pruner import target_overrides
+    from multi_agent_pruning.search.trial import evaluate_strategy
+
+    extra = [f"model.name={model_name}", f"dataset.name={dataset}", *target_overrides(target_macs=target_macs),
+             *(overrides or [])]
+    cfg = load_config(config_path, overrides=extra) if config_path else load_config_dict({}, overrides=extra)
+    paths = ExperimentPaths(Path(output_dir) if output_dir else cfg.output_path() / method.name)
+    context = build_context(cfg, method=method.name, run=0)
+    from multi_agent_pruning.core.profile import profile_model
+
+    import torch
+
+    kinds = list(profile_model(context.model, torch.randn(*context.input_shape)).kinds)
+    strategy = method.make_strategy(base_strategy(cfg), kinds)
+    row = evaluate_strategy(strategy, context, trial_id=f"{method.name}-{int(time.time() * 1000)}", iteration=0)
+    ResultStore(paths.results).append(row)
+    return {"method": method.name, "status": row.status, "error": row.error, "final_accuracy": row.top1_after,
+            "accuracy_before_finetune": row.top1_before, "final_macs": row.macs, "params": row.params,
+            "macs_reduction": row.macs_reduction, "target_error": row.target_error,
+            "strategy": json.loads(row.strategy_json), "results_path": str(paths.results)}

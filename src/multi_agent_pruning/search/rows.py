@@ -1,0 +1,51 @@
+"""Recording trial rows on the driver: one row per trial, also for trials whose worker died."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ray import tune
+
+from multi_agent_pruning.results import ResultStore, TrialResult
+
+__all__ = ["RowRecorder", "RowSink"]
+
+
+class RowSink:
+    """Appends rows to the store once per trial id and reports progress."""
+
+    def __init__(self, store: ResultStore, *, existing: set[str] = frozenset(), total: int = 0,
+                 progress: Callable[[TrialResult, int, int], None] | None = None) -> None:
+        self.store, self.progress, self.total = store, progress, total
+        self.recorded = set(existing)
+        self.done = len(self.recorded)
+
+    def __call__(self, row: TrialResult) -> None:
+        if row.trial_id in self.recorded:
+            return  # a retried trial reports once
+        self.recorded.add(row.trial_id)
+        self.store.append(row)
+        self.done += 1
+        if self.progress:
+            self.progress(row, self.done, self.total)
+
+
+class RowRecorder(tune.Callback):
+    """Tune callback: stores each finished trial's reported row; a trial that errored out
+    (worker died, retries exhausted) becomes a ``failed`` row."""
+
+    def __init__(self, sink: RowSink, identifiers: dict[str, Any], target_kind: str) -> None:
+        self.sink, self.identifiers, self.target_kind = sink, identifiers, target_kind
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        result = trial.last_result or {}
+        if "row_json" in result:
+            self.sink(TrialResult.from_row(json.loads(result["row_json"])))
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        config = trial.config or {}
+        self.sink(TrialResult.failed(error=f"the trial's worker failed and retries were exhausted: {trial.error_file}",
+                                     target_kind=self.target_kind, **self.identifiers,
+                                     trial_id=trial.trial_id, iteration=int(config.get("iteration", 0) or 0)))

@@ -1,0 +1,257 @@
+"""``PaperReproductionValidator``: run the paper targets where their data exists, then analyse the table."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from multi_agent_pruning.exceptions import ConfigurationError, DatasetNotFoundError, UnknownNameError
+from multi_agent_pruning.results import RESULT_SCHEMA, ResultStore
+from multi_agent_pruning.validation.paper_targets import PAPER_TARGETS, PaperTarget, get_paper_target
+from multi_agent_pruning.validation.reproduction import compare_with_papers
+from multi_agent_pruning.validation.stats import analyze_methods
+
+__all__ = ["PaperReproductionValidator", "DEFAULT_METHODS", "Runner"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METHODS = ("multi_agent", "magnitude_l1", "magnitude_l2", "taylor", "isomorphic", "random")
+
+#: ``runner(target, methods=[...], num_runs=n, output_dir=path)`` runs one target and stores its trials.
+Runner = Callable[..., Any]
+
+_DATASET_ENV = {"imagenet": ("ImageNet", "IMAGENET_PATH"), "cifar10": ("CIFAR-10", "CIFAR10_PATH")}
+
+
+class PaperReproductionValidator:
+    """Checks our search against published pruning results (see ``validation.paper_targets``).
+
+    Args:
+        config_path: Experiment YAML used for the runs and for dataset paths; None uses defaults.
+        output_dir: Where runs, the analysis and the report are written.
+        results_dir: Result store to analyse in addition to any found under ``output_dir``.
+        runner: Runs one target; defaults to ``MultiAgentPruner(config_path).compare_methods``.
+        macs_tolerance: Relative MACs distance for a row to count for a target.
+        top1_tolerance: Accuracy distance (fraction) called "within tolerance" of the paper.
+        seed: Seed of the bootstrap intervals.
+        n_resamples: Bootstrap resamples.
+    """
+
+    def __init__(self, config_path: str | os.PathLike[str] | None = None,
+                 output_dir: str | os.PathLike[str] = "./validation_results", *,
+                 results_dir: str | os.PathLike[str] | None = None, runner: Runner | None = None,
+                 macs_tolerance: float = 0.02, top1_tolerance: float = 0.01, seed: int = 0,
+                 n_resamples: int = 10_000) -> None:
+        self.config_path = Path(config_path) if config_path else None
+        self.output_dir = Path(output_dir)
+        self.results_dir = Path(results_dir) if results_dir else None
+        self.runner = runner or self._compare_with_pruner
+        self.macs_tolerance = macs_tolerance
+        self.top1_tolerance = top1_tolerance
+        self.seed = seed
+        self.n_resamples = n_resamples
+
+    # -- running ---------------------------------------------------------------------------
+    def validate_all_targets(self, methods: Sequence[str] | None = None, num_runs: int = 3, *,
+                             targets: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Runs every target whose model and dataset are available; skips the others with the reason.
+
+        Args:
+            methods: Methods to compare (default :data:`DEFAULT_METHODS`).
+            num_runs: Repetitions per method.
+            targets: Target names to run (default: all of ``PAPER_TARGETS``).
+
+        Returns:
+            ``{target name: {"status": "skipped" | "completed" | "failed", "reason", ...}}``;
+            also written to ``<output_dir>/validation_status.json``.
+        """
+        chosen = [get_paper_target(name) for name in targets] if targets else list(PAPER_TARGETS)
+        methods = list(methods or DEFAULT_METHODS)
+        outcome = {target.name: self._validate(target, methods, num_runs) for target in chosen}
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(self.output_dir / "validation_status.json", outcome)
+        return outcome
+
+    def _validate(self, target: PaperTarget, methods: list[str], num_runs: int) -> dict[str, Any]:
+        reasons = self.missing_prerequisites(target)
+        if reasons:
+            logger.info("Skipping %s: %s", target.name, "; ".join(reasons))
+            return {"status": "skipped", "reason": "; ".join(reasons)}
+        try:
+            output = self.runner(target, methods=methods, num_runs=num_runs, output_dir=self.output_dir / "runs")
+        except Exception as exc:  # one target's failure must not stop the others
+            logger.exception("Target %s failed", target.name)
+            return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        return {"status": "completed", "reason": None, "methods": methods, "num_runs": num_runs,
+                "output": _jsonable(output)}
+
+    def missing_prerequisites(self, target: PaperTarget) -> list[str]:
+        """Why ``target`` cannot run here (model not registered, dataset not found); empty when it can."""
+        from multi_agent_pruning.models import get_model_spec
+
+        reasons = []
+        try:
+            get_model_spec(target.base_model)
+        except UnknownNameError:
+            reasons.append(f"model {target.base_model!r} ({target.model} base) is not in the model registry "
+                           "(register it with multi_agent_pruning.models.register_model to run this target)")
+        dataset_reason = self._dataset_reason(target.dataset)
+        if dataset_reason:
+            reasons.append(dataset_reason)
+        return reasons
+
+    def _dataset_reason(self, dataset: str) -> str | None:
+        from multi_agent_pruning.data.cifar10 import find_cifar10
+        from multi_agent_pruning.data.imagenet import find_imagenet
+
+        finders = {"imagenet": find_imagenet, "cifar10": find_cifar10}
+        if dataset not in finders:
+            return None
+        label, env_var = _DATASET_ENV[dataset]
+        path = self._configured_path(dataset)
+        try:
+            finders[dataset](path)
+        except DatasetNotFoundError:
+            where = path or os.environ.get(env_var) or f"${env_var} (not set)"
+            return f"{label} not found at {where} (set {env_var})"
+        return None
+
+    def _configured_path(self, dataset: str) -> Path | None:
+        """``datasets.<name>.path`` or ``dataset.path`` of the config; None when unset or unreadable."""
+        if self.config_path is None:
+            return None
+        from multi_agent_pruning.config import load_config
+
+        try:
+            config = load_config(self.config_path)
+        except ConfigurationError as exc:
+            # Typically ${IMAGENET_PATH} unset; the environment variable is then checked directly.
+            logger.debug("Config %s not usable for dataset paths: %s", self.config_path, exc)
+            return None
+        override = config.datasets.get(dataset)
+        path = override.path if override and override.path else (
+            config.dataset.path if config.dataset.name == dataset else None)
+        return Path(path).expanduser() if path else None
+
+    def _compare_with_pruner(self, target: PaperTarget, *, methods: list[str], num_runs: int,
+                             output_dir: Path) -> Any:
+        from multi_agent_pruning.orchestrator import MultiAgentPruner
+
+        pruner = MultiAgentPruner(self.config_path, overrides=[f"experiment.name={target.name}"])
+        ratio = None if target.macs is not None else 1.0 - 1.0 / float(target.speedup)
+        return pruner.compare_methods(model_name=target.base_model, dataset=target.dataset, target_ratio=ratio,
+                                      target_macs=target.macs, methods=methods, num_runs=num_runs,
+                                      output_dir=output_dir)
+
+    # -- analysis --------------------------------------------------------------------------
+    def result_roots(self) -> list[Path]:
+        """Result stores analysed: ``results_dir`` and every store found under ``output_dir``."""
+        roots = [self.results_dir] if self.results_dir else []
+        if self.output_dir.is_dir():
+            roots += sorted({p.parent for p in self.output_dir.rglob("experiment=*") if p.is_dir()})
+        unique: dict[Path, Path] = {}
+        for root in roots:
+            unique.setdefault(root.resolve(), root)
+        return list(unique.values())
+
+    def read_results(self) -> pa.Table:
+        """All rows of all :meth:`result_roots`, concatenated."""
+        tables = [ResultStore(root).read() for root in self.result_roots()]
+        return pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
+
+    def analyze_results(self) -> dict[str, Any]:
+        """Summary, per-experiment method comparison and statistics, and the paper reproduction table.
+
+        Returns:
+            ``{"summary", "method_comparison", "statistical_tests", "paper_reproduction"}``;
+            also written to ``<output_dir>/analysis.json``.
+        """
+        frame = self.read_results().to_pandas()
+        comparison: dict[str, Any] = {}
+        tests: dict[str, Any] = {}
+        for experiment, part in sorted(frame.groupby("experiment"), key=lambda item: str(item[0])):
+            report = analyze_methods(part, seed=self.seed, n_resamples=self.n_resamples)
+            tests[str(experiment)] = report.to_dict()
+            comparison[str(experiment)] = _method_table(part, report)
+        analysis = {
+            "summary": _summary(frame, self.result_roots()),
+            "method_comparison": comparison,
+            "statistical_tests": tests,
+            "paper_reproduction": compare_with_papers(frame, macs_tolerance=self.macs_tolerance,
+                                                      top1_tolerance=self.top1_tolerance),
+        }
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(self.output_dir / "analysis.json", analysis)
+        return analysis
+
+    def generate_visualizations(self) -> list[Path]:
+        """Writes the HTML report of every analysed store to ``<output_dir>/report.html``.
+
+        Returns:
+            The written paths: the report and ``analysis.json``.
+        """
+        from multi_agent_pruning.reports import render_report_html
+
+        analysis_path = self.output_dir / "analysis.json"
+        self.analyze_results()
+        table = self.read_results()
+        source = ", ".join(str(root) for root in self.result_roots()) or str(self.output_dir)
+        html = render_report_html(table, title="Paper reproduction", source=source,
+                                  regenerate=f"mapruner report {source}", seed=self.seed,
+                                  n_resamples=self.n_resamples)
+        report = self.output_dir / "report.html"
+        _write_text(report, html)
+        return [report, analysis_path]
+
+
+def _summary(frame: Any, roots: list[Path]) -> dict[str, Any]:
+    counts = frame["status"].value_counts().to_dict() if len(frame) else {}
+    return {
+        "stores": [str(root) for root in roots], "rows": int(len(frame)),
+        **{status: int(counts.get(status, 0)) for status in ("ok", "failed", "rejected")},
+        **{f"{column}s": sorted(str(v) for v in frame[column].dropna().unique())
+           for column in ("experiment", "method", "model", "dataset")},
+        "runs": sorted(int(v) for v in frame["run"].dropna().unique()),
+    }
+
+
+def _method_table(part: Any, report: Any) -> dict[str, Any]:
+    table = {}
+    for summary in report.summaries:
+        rows = part[part["method"] == summary.method]
+        table[summary.method] = {
+            "trials": int(len(rows)), "ok": int((rows["status"] == "ok").sum()),
+            "success_rate": float((rows["status"] == "ok").mean()), "n_runs": summary.n_runs,
+            "mean_best_top1": summary.mean, "std_best_top1": summary.std,
+            "ci_low": summary.ci_low, "ci_high": summary.ci_high, "max_best_top1": summary.maximum,
+            "mean_seconds_total": _mean(rows["seconds_total"]),
+        }
+    return table
+
+
+def _mean(series: Any) -> float | None:
+    values = series.dropna()
+    return float(values.astype(float).mean()) if len(values) else None
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
+
+
+def _write_text(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
