@@ -47,7 +47,10 @@ class FineTuningAgent(BaseAgent):
     """Recovers accuracy after pruning (config: ``optimizer``, ``scheduler``, and any
     :class:`~multi_agent_pruning.core.training.FineTuneConfig` field as an override).
 
-    Input: ``model``, ``train_loader``, ``strategy``, optional ``teacher`` and ``device``.
+    Input: ``model``, ``train_loader``, ``strategy``, optional ``teacher`` and ``device``. With
+    config ``distributed`` (a :class:`~multi_agent_pruning.search.distributed.DistributedSettings`
+    dict) it trains data-parallel with Ray Train instead, reading ``train_dataset`` and
+    ``batch_size`` (per worker).
     Output: ``model`` and ``finetune`` (steps, losses, seconds).
     """
 
@@ -58,6 +61,9 @@ class FineTuningAgent(BaseAgent):
         overrides = {k: v for k, v in self.config.items() if k in FineTuneConfig.__dataclass_fields__}
         config = FineTuneConfig.from_strategy(_strategy(input_data["strategy"]), **overrides)
         teacher = input_data.get("teacher") if config.kd_weight > 0 else None
+        distributed = self.config.get("distributed")
+        if distributed:
+            return self._distributed(input_data, config, teacher, distributed)
         with self.profiler.timer("finetune"):
             result = fine_tune(input_data["model"], input_data["train_loader"], config, teacher=teacher,
                                device=input_data.get("device"), progress=bool(self.config.get("progress", False)),
@@ -65,6 +71,19 @@ class FineTuningAgent(BaseAgent):
         summary = {"steps": result.steps, "final_loss": result.final_loss, "mean_loss": result.mean_loss,
                    "seconds": result.seconds}
         return self.result(model=input_data["model"], finetune=summary)
+
+    def _distributed(self, input_data, config, teacher, settings) -> dict[str, Any]:
+        from multi_agent_pruning.search.distributed import DistributedSettings, distributed_fine_tune
+
+        model = input_data["model"]
+        with self.profiler.timer("finetune"):
+            summary = distributed_fine_tune(model, input_data["train_dataset"], config, DistributedSettings(**settings),
+                                            batch_size=int(input_data["batch_size"]), teacher=teacher,
+                                            seed=int(input_data.get("seed", 0)))
+        device = input_data.get("device")
+        if device is not None:
+            model.to(device)
+        return self.result(model=model, finetune=summary)
 
 
 class EvaluationAgent(BaseAgent):

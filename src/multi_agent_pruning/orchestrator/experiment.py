@@ -89,9 +89,19 @@ def build_context(cfg: ExperimentConfig, *, method: str, run: int, seed: int | N
         finetune_batch_size=ft.batch_size or ds.batch_size, num_workers=ds.num_workers,
         calibration_batches=cfg.agents.profiling_agent.calibration_batches, finetune=finetune,
         evaluation=evaluation, tolerance=cfg.target.tolerance, device=hw.device,
-        threads=max(1, int(hw.cpus_per_trial)), model_kwargs=kwargs,
+        threads=max(1, int(hw.cpus_per_trial)), model_kwargs=kwargs, distributed=_distributed(cfg),
     )
     return context
+
+
+def _distributed(cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """Ray Train settings for data-parallel fine-tuning, or None for single-process trials."""
+    dist = cfg.hardware.distributed
+    if not dist.enabled or dist.world_size < 2:
+        return None
+    return {"world_size": dist.world_size, "backend": dist.backend,
+            "use_gpu": cfg.hardware.device != "cpu" and dist.backend == "nccl",
+            "cpus_per_worker": 1.0, "gradient_checkpointing": cfg.hardware.gpu.gradient_checkpointing}
 
 
 def check_output_dir(paths: ExperimentPaths, cfg: ExperimentConfig, resume: bool) -> None:

@@ -49,6 +49,8 @@ class TrialContext:
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: torch intra-op threads per trial (None: leave torch's default).
         model_kwargs: How the dense model was built (saved with pruned models).
+        distributed: :class:`~multi_agent_pruning.search.distributed.DistributedSettings` as a
+            dict when fine-tuning runs data-parallel with Ray Train; None for one process.
     """
 
     experiment: str
@@ -70,6 +72,7 @@ class TrialContext:
     device: str = "auto"
     threads: int | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    distributed: dict[str, Any] | None = None
 
     def identifiers(self, trial_id: str, iteration: int) -> dict[str, Any]:
         return {"experiment": self.experiment, "run": self.run, "method": self.method, "model": self.model_name,
@@ -132,8 +135,10 @@ def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], stages:
     _, eval_loader = create_loaders(context.bundle, context.batch_size, num_workers=context.num_workers)
     before = evaluate(model, eval_loader, device=device)
     clock = time.perf_counter()
-    FineTuningAgent(context.finetune).execute({"model": model, "train_loader": train_loader, "strategy": strategy,
-                                               "teacher": dense, "device": device, "seed": context.seed})
+    FineTuningAgent({**context.finetune, "distributed": context.distributed}).execute(
+        {"model": model, "train_loader": train_loader, "train_dataset": context.bundle.train,
+         "batch_size": context.finetune_batch_size, "strategy": strategy, "teacher": dense, "device": device,
+         "seed": context.seed})
     stages["finetune"] = time.perf_counter() - clock
     clock = time.perf_counter()
     metrics = EvaluationAgent(context.evaluation).execute(

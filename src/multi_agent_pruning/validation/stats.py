@@ -73,10 +73,14 @@ def bootstrap_mean_ci(values: Sequence[float], *, n_resamples: int = 10_000, con
 def cohens_dz(differences: Sequence[float]) -> float | None:
     """Mean paired difference over its standard deviation (ddof=1); None when undefined."""
     d = np.asarray(differences, dtype=float)
-    if d.size < 2:
+    if d.size < 2 or _constant(d):
         return None
-    sd = d.std(ddof=1)
-    return None if sd == 0 else float(d.mean() / sd)
+    return float(d.mean() / d.std(ddof=1))
+
+
+def _constant(d: np.ndarray) -> bool:
+    # Differences of rounded accuracies can differ in the last bits only; that is no variance.
+    return bool(np.allclose(d, d[0], rtol=1e-9, atol=1e-12))
 
 
 def rank_biserial(differences: Sequence[float]) -> float | None:
@@ -208,7 +212,7 @@ def _wilcoxon(d: np.ndarray) -> tuple[float | None, float | None, str | None]:
 def _paired_t(method: np.ndarray, reference: np.ndarray) -> tuple[float | None, float | None, str | None]:
     d = method - reference
     reason = _untestable(d)
-    if reason is None and d.std(ddof=1) == 0:
+    if reason is None and _constant(d):
         reason = f"paired differences have zero variance (all {d[0]:+.6g})"
     if reason:
         return None, None, reason

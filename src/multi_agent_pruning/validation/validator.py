@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -118,8 +119,10 @@ class PaperReproductionValidator:
         try:
             finders[dataset](path)
         except DatasetNotFoundError:
-            where = path or os.environ.get(env_var) or f"${env_var} (not set)"
-            return f"{label} not found at {where} (set {env_var})"
+            where = path or os.environ.get(env_var)
+            if where:
+                return f"{label} not found at {where} (set {env_var})"
+            return f"{label} not found: {env_var} is not set and the config gives no path (set {env_var})"
         return None
 
     def _configured_path(self, dataset: str) -> Path | None:
@@ -247,8 +250,20 @@ def _jsonable(value: Any) -> Any:
         return repr(value)
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinities become None so that the JSON stays standard."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _write_json(path: Path, data: Any) -> None:
-    _write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
+    text = json.dumps(_finite(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+    _write_text(path, text + "\n")
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -1,0 +1,29 @@
+"""Paper targets, statistics over the results table, and the paper reproduction validator.
+
+    from multi_agent_pruning.validation import PaperReproductionValidator
+    validator = PaperReproductionValidator(output_dir="./validation_results")
+    validator.validate_all_targets(num_runs=3)     # skips targets whose model or data is missing
+    analysis = validator.analyze_results()
+
+See docs/reports.md for how the statistics are computed.
+"""
+
+from multi_agent_pruning.validation.paper_targets import (PAPER_TARGETS, PaperSource, PaperTarget,
+                                                          get_paper_target, list_paper_targets, targets_for)
+from multi_agent_pruning.validation.reproduction import compare_with_papers
+from multi_agent_pruning.validation.stats import analyze_methods, best_per_run
+from multi_agent_pruning.validation.validator import DEFAULT_METHODS, PaperReproductionValidator
+
+__all__ = [
+    "PaperReproductionValidator",
+    "PaperTarget",
+    "PaperSource",
+    "PAPER_TARGETS",
+    "DEFAULT_METHODS",
+    "get_paper_target",
+    "list_paper_targets",
+    "targets_for",
+    "compare_with_papers",
+    "analyze_methods",
+    "best_per_run",
+]
