@@ -1,0 +1,158 @@
+"""Search quality: does the multi-agent search find better pruned models, sooner?
+
+Runs ``compare_methods`` (one result table, same trial budget, seeds and fine-tune budget for
+every method) on real data — scikit-learn digits and Fashion-MNIST (Debian package
+``dataset-fashion-mnist``) — with models the script trains itself (cached), at an aggressive
+target (80 % of the MACs removed, i.e. 20 % kept) and a short fine-tune. Prints and stores, per
+setting: best top-1 mean +- std per method, the trials multi_agent needed to reach optuna_tpe's
+final best, wall time, and the paired statistics; writes the HTML report.
+
+    python benchmarks/search_quality.py --quick          # CI smoke: a few minutes
+    python benchmarks/search_quality.py                  # full: 16 trials x 3 seeds x 7 methods
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+FULL_METHODS = ["multi_agent", "optuna_tpe", "magnitude_l1", "magnitude_l2", "taylor", "isomorphic", "random"]
+QUICK_METHODS = ["multi_agent", "optuna_tpe", "taylor", "random"]
+
+SETTINGS = {
+    "digits-cnn": {"dataset": "digits", "model": "compact_cnn", "train_steps": 400},
+    "digits-vit": {"dataset": "digits", "model": "deit_micro", "train_steps": 600},
+    "fashion-cnn": {"dataset": "fashion_mnist", "model": "compact_cnn", "train_steps": 600,
+                    "extra": ["dataset.train_samples=6000", "dataset.val_samples=2000"]},
+    "fashion-vit": {"dataset": "fashion_mnist", "model": "deit_micro", "train_steps": 800,
+                    "extra": ["dataset.train_samples=6000", "dataset.val_samples=2000"]},
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="CI smoke: digits + CNN, 4 trials, 1 seed, 4 methods")
+    p.add_argument("--settings", default=None, help=f"comma-separated subset of {','.join(SETTINGS)}")
+    p.add_argument("--methods", default=None)
+    p.add_argument("--trials", type=int, default=None, help="trial budget per method and run (16)")
+    p.add_argument("--seeds", type=int, default=None, help="runs per method (3)")
+    p.add_argument("--reduction", type=float, default=0.8, help="fraction of MACs removed (0.8 = 20 %% kept)")
+    p.add_argument("--finetune-steps", type=int, default=None, help="fine-tune steps per trial (60)")
+    p.add_argument("--output", default="runs/bench/search_quality", help="output directory")
+    p.add_argument("--json", default=None, help="also write the numbers here")
+    return p.parse_args(argv)
+
+
+def trials_to_reach(rows, method: str, reference: float | None, run: int) -> int | None:
+    """1-based index (in completion order) of ``method``'s first trial scoring >= ``reference``."""
+    if reference is None:
+        return None
+    mine = sorted((r for r in rows if r.method == method and r.run == run and r.status != "rejected"),
+                  key=lambda r: (r.finished_at, r.trial_id))
+    for index, row in enumerate(mine, start=1):
+        if row.status == "ok" and row.top1_after is not None and row.top1_after >= reference - 1e-12:
+            return index
+    return None
+
+
+def run_setting(name: str, args: argparse.Namespace, methods: list[str], out: Path) -> dict:
+    from multi_agent_pruning.config import load_config
+    from multi_agent_pruning.orchestrator.compare import compare_methods, format_comparison
+    from multi_agent_pruning.results import ResultStore
+
+    spec = SETTINGS[name]
+    trials = args.trials or (4 if args.quick else 16)
+    seeds = args.seeds or (1 if args.quick else 3)
+    steps = args.finetune_steps or (20 if args.quick else 60)
+    overrides = [
+        f"experiment.name=sq-{name}", f"model.name={spec['model']}", f"dataset.name={spec['dataset']}",
+        f"model.train_steps={spec['train_steps']}", f"target.reduction={args.reduction}", "target.budget=null",
+        f"finetune.steps={steps}", "evaluation.latency=false", "search.convergence_threshold=0",
+        f"search.max_iterations={max(2, trials // 2)}", "agents.profiling_agent.calibration_batches=1",
+        "safety_limits.max_overall_pruning=0.9", *spec.get("extra", []),
+    ]
+    cfg = load_config("configs/quickstart.yaml", overrides=overrides)
+    start = time.perf_counter()
+    comparison = compare_methods(cfg, methods, num_runs=seeds, trials_per_method=trials, output_dir=out / name,
+                                 progress=False)
+    wall = time.perf_counter() - start
+    rows = ResultStore(out / name / "results").rows()
+    reach = {}
+    if "optuna_tpe" in comparison and "multi_agent" in comparison:
+        for run in range(seeds):
+            target = comparison["optuna_tpe"]["best_per_run"][run] if run < len(comparison["optuna_tpe"]["best_per_run"]) else None
+            reach[run] = {"optuna_best": target,
+                          "multi_agent_trials": trials_to_reach(rows, "multi_agent", target, run),
+                          "optuna_trials": trials_to_reach(rows, "optuna_tpe", target, run)}
+    stats = statistics_for(out / name / "results", methods)
+    report = write_report(out / name)
+    print(f"\n== {name}: {spec['model']} on {spec['dataset']}, {args.reduction:.0%} of MACs removed, "
+          f"{trials} trials x {seeds} seeds, {steps} fine-tune steps ==")
+    print(format_comparison(comparison))
+    for run, r in reach.items():
+        print(f"run {run}: optuna_tpe best {r['optuna_best']}, multi_agent reached it after "
+              f"{r['multi_agent_trials']} trials (optuna_tpe after {r['optuna_trials']})")
+    if stats:
+        print(json.dumps(stats, indent=1, default=str)[:4000])
+    print(f"wall time {wall / 60:.1f} min; report {report}")
+    return {"setting": name, **spec, "trials": trials, "seeds": seeds, "finetune_steps": steps,
+            "reduction": args.reduction, "comparison": comparison, "reach": reach, "statistics": stats,
+            "wall_minutes": wall / 60, "report": str(report) if report else None}
+
+
+def statistics_for(results: Path, methods: list[str]):
+    try:
+        from multi_agent_pruning.validation.stats import compare_to_reference
+    except ImportError:
+        return None
+    from multi_agent_pruning.results import ResultStore
+
+    return compare_to_reference(ResultStore(results).to_pandas(), reference="multi_agent")
+
+
+def write_report(directory: Path):
+    try:
+        from multi_agent_pruning.reports import write_report as write
+    except ImportError:
+        return None
+    return write(directory / "results", directory / "report.html")
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    load = os.getloadavg()
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "load_avg": load,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    names = args.settings.split(",") if args.settings else (["digits-cnn"] if args.quick else list(SETTINGS))
+    methods = args.methods.split(",") if args.methods else (QUICK_METHODS if args.quick else FULL_METHODS)
+    out = Path(args.output) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    results = {"machine": machine(), "command": " ".join([sys.executable, *sys.argv]), "settings": []}
+    for name in names:
+        results["settings"].append(run_setting(name, args, methods, out))
+    results["machine"]["load_avg_after"] = os.getloadavg()
+    (out / "search_quality.json").write_text(json.dumps(results, indent=2, default=str))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nnumbers: {out / 'search_quality.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
