@@ -76,6 +76,9 @@ def _unique(frame: pd.DataFrame, column: str) -> list[str]:
 def _targets(frame: pd.DataFrame) -> list[str]:
     out = []
     keys = frame[["target_kind", "target_value", "target_reduction"]].drop_duplicates()
+    # Rows that failed before a strategy existed carry only the kind; they add nothing.
+    stated = keys[keys["target_value"].notna() | keys["target_reduction"].notna()]
+    keys = stated if len(stated) else keys.drop_duplicates("target_kind")
     for kind, value, reduction in sorted(keys.itertuples(index=False), key=lambda k: tuple(map(str, k))):
         parts = [f"remove {reduction:.1%} of {kind}"] if pd.notna(reduction) else []
         if pd.notna(value):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import torch.nn as nn
 from multi_agent_pruning.agents.execution import EvaluationAgent, FineTuningAgent, PruningAgent
 from multi_agent_pruning.core.evaluation import evaluate, resolve_device
 from multi_agent_pruning.core.strategy import Strategy
+from multi_agent_pruning.core.training import NonFiniteLossError
 from multi_agent_pruning.data import DatasetBundle, create_calibration_loader, create_loaders
 from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 
@@ -79,6 +81,36 @@ class TrialContext:
                 "dataset": self.dataset, "seed": self.seed, "trial_id": trial_id, "iteration": iteration}
 
 
+FAULT_ENV = "MAPRUNER_FAULT_INJECTION"
+
+
+def inject_fault(stage: str, strategy: Strategy) -> None:
+    """Chaos-testing hook (reliability tests): fails a trial on purpose when asked to.
+
+    ``MAPRUNER_FAULT_INJECTION`` holds JSON ``{"stage": "prune"|"finetune"|"evaluate",
+    "kind": "raise"|"oom"|"nan"|"exit"|"exit_once", "importance": <criterion or null>,
+    "marker": <path, for exit_once>}``; trials whose strategy uses ``importance`` (any trial when
+    null) fail that way at that stage. Unset in normal use: then this does nothing.
+    """
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    fault = json.loads(spec)
+    if fault.get("stage") != stage or fault.get("importance") not in (None, strategy.importance):
+        return
+    kind = fault.get("kind", "raise")
+    if kind == "raise":
+        raise RuntimeError(f"injected fault at {stage}")
+    if kind == "oom":
+        raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected at {stage})")
+    if kind == "nan":
+        raise NonFiniteLossError(f"loss is nan at step 1 (injected at {stage})")
+    if kind == "exit" or (kind == "exit_once" and not os.path.exists(fault["marker"])):
+        if kind == "exit_once":
+            open(fault["marker"], "w").close()
+        os._exit(1)  # the worker process dies without reporting
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -126,6 +158,7 @@ def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], stages:
     calibration = [b for _, b in zip(range(context.calibration_batches),
                                      create_calibration_loader(context.bundle, context.batch_size))]
     clock = time.perf_counter()
+    inject_fault("prune", strategy)
     pruned = PruningAgent({"tolerance": context.tolerance}).execute(
         {"model": dense, "strategy": strategy, "example_inputs": example, "calibration": calibration})
     stages["prune"] = time.perf_counter() - clock
@@ -135,12 +168,14 @@ def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], stages:
     _, eval_loader = create_loaders(context.bundle, context.batch_size, num_workers=context.num_workers)
     before = evaluate(model, eval_loader, device=device)
     clock = time.perf_counter()
+    inject_fault("finetune", strategy)
     FineTuningAgent({**context.finetune, "distributed": context.distributed}).execute(
         {"model": model, "train_loader": train_loader, "train_dataset": context.bundle.train,
          "batch_size": context.finetune_batch_size, "strategy": strategy, "teacher": dense, "device": device,
          "seed": context.seed})
     stages["finetune"] = time.perf_counter() - clock
     clock = time.perf_counter()
+    inject_fault("evaluate", strategy)
     metrics = EvaluationAgent(context.evaluation).execute(
         {"model": model, "val_loader": eval_loader, "input_shape": context.input_shape, "device": device,
          "dataset_info": context.bundle.info})["metrics"]
