@@ -45,6 +45,12 @@ def add_subcommands(sub, add_config_arguments: Callable[[argparse.ArgumentParser
     compare.add_argument("--output-dir", help="comparison directory (default: <experiment.output_dir>/<name>)")
     compare.add_argument("--address", help="Ray cluster to join; default: local")
 
+    report = sub.add_parser("report", help="write the HTML report of a results directory (from the table alone)")
+    report.add_argument("results_dir", help="an experiment directory or its results/ folder")
+    report.add_argument("-o", "--output", help="HTML file to write (default: <experiment dir>/report.html)")
+    report.add_argument("--experiment", help="only this experiment of the table")
+    report.add_argument("--title", help="page title")
+
 
 @command("profile")
 def _profile(args: argparse.Namespace) -> int:
@@ -108,6 +114,7 @@ def format_summary(summary: dict) -> str:
         f"time            {summary['total_time_minutes']:.1f} min",
         f"results         {summary['results_path']}",
         f"best model      {summary['best_model_path']}",
+        f"report          {summary.get('report_path')}",
     ]
     if summary.get("error"):
         lines.append(f"error           {summary['error']}")
@@ -129,4 +136,12 @@ def _compare(args: argparse.Namespace) -> int:
     comparison = compare_methods(cfg, methods, num_runs=args.num_runs, trials_per_method=args.trials_per_method,
                                  output_dir=args.output_dir, address=args.address)
     print(format_comparison(comparison))
+    return EXIT_OK
+
+
+@command("report")
+def _report(args: argparse.Namespace) -> int:
+    from multi_agent_pruning.reports import write_report
+
+    print(write_report(args.results_dir, args.output, experiment=args.experiment, title=args.title))
     return EXIT_OK

@@ -76,7 +76,10 @@ def compare_methods(cfg: ExperimentConfig, methods: Sequence[str] | None = None,
             _run_method(cfg, paths, context, method, run, budget, progress)
             walls[method] += time.perf_counter() - start
     comparison = summarise_comparison(ResultStore(paths.results), cfg.experiment.name, methods, walls)
+    from multi_agent_pruning.orchestrator.experiment import write_run_report
+
     write_json_atomic(paths.root / "comparison.json", comparison)
+    write_run_report(paths, cfg.experiment.name)
     write_json_atomic(paths.state, {"experiment": cfg.experiment.name, "status": "finished", "kind": "comparison",
                                     "methods": methods, "config": config_to_dict(cfg)})
     return comparison

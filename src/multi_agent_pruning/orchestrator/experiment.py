@@ -138,6 +138,7 @@ def run_experiment(cfg: ExperimentConfig, *, output_dir: str | Path | None = Non
     init_ray(cfg, address)
     outcome = run_search(cfg, paths, context, resume=resume, progress=progress)
     summary = summarise(cfg, paths, outcome, minutes=(time.perf_counter() - start) / 60)
+    summary["report_path"] = write_run_report(paths, cfg.experiment.name)
     write_json_atomic(paths.summary, summary)
     write_json_atomic(paths.state, {"experiment": cfg.experiment.name, "status": "finished",
                                     "config": config_to_dict(cfg), "method": method})
@@ -175,6 +176,17 @@ def summarise(cfg: ExperimentConfig, paths: ExperimentPaths, outcome: dict[str, 
     if best is None:
         summary["error"] = "no trial succeeded; see the failed rows in the results table"
     return summary
+
+
+def write_run_report(paths: ExperimentPaths, experiment: str) -> str | None:
+    """The HTML report of the run, from the result table; a report failure never fails the run."""
+    from multi_agent_pruning.reports import write_report
+
+    try:
+        return str(write_report(paths.results, paths.root / "report.html", experiment=experiment))
+    except Exception as err:  # the rows are stored; `mapruner report` can retry
+        logger.warning("could not write the report: %s", err)
+        return None
 
 
 def copy_best_model(source: str | None, destination: Path) -> None:

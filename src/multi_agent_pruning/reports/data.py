@@ -46,9 +46,9 @@ def prepare_frame(table: Any) -> pd.DataFrame:
     return frame
 
 
-def series_order(frame: pd.DataFrame) -> list[str]:
-    """Series names, the multi-agent series first, then sorted."""
-    names = sorted(frame["series"].unique())
+def series_order(frame: pd.DataFrame, column: str = "series") -> list[str]:
+    """Names in ``column`` (series or method), the multi-agent one(s) first, then sorted."""
+    names = sorted(str(name) for name in frame[column].unique())
     preferred = lambda name: name == PREFERRED_REFERENCE or name.endswith(f" / {PREFERRED_REFERENCE}")  # noqa: E731
     return sorted(names, key=lambda name: (not preferred(name), name))
 

@@ -136,9 +136,11 @@ def accuracy_vs_macs(frame: pd.DataFrame, order: list[str], colors: dict[str, st
 def convergence(frame: pd.DataFrame, order: list[str], colors: dict[str, str]) -> go.Figure:
     """Best top-1 so far against the trial index, one line per series and run."""
     fig = go.Figure()
+    longest = 1
     for series in order:
         part = frame[frame["series"] == series]
         for run, rows in sorted(part.groupby("run"), key=lambda item: int(item[0])):
+            longest = max(longest, len(rows))
             rows = rows.sort_values(["iteration", "finished_at", "trial_id"], na_position="last")
             accuracy = rows["top1_after"].where(rows["status"] == "ok").astype(float)
             best = (accuracy.cummax().ffill() * 100).tolist()
@@ -150,6 +152,7 @@ def convergence(frame: pd.DataFrame, order: list[str], colors: dict[str, str]) -
                            + ("none yet" if _none(v) is None else f"{v:.2f} %")
                            for i, (t, v) in enumerate(zip(rows["trial_id"], best), start=1)],
                 hoverinfo="text"))
+    fig.update_xaxes(tick0=1, dtick=max(1, math.ceil(longest / 10)))  # whole trials only
     return _layout(fig, "Convergence: best top-1 so far", "Trial index within the run", "Best top-1 so far (%)")
 
 
@@ -170,12 +173,14 @@ def success_rate(frame: pd.DataFrame, order: list[str]) -> go.Figure:
             part = frame[frame["series"] == series]
             rows = part[part["status"] == status]
             counts.append(len(rows))
-            text = f"<b>{escape(series)}</b><br>{status}: {len(rows)} of {len(part)} trials ({len(rows) / len(part):.0%})"
+            text = (f"<b>{escape(series)}</b><br>{status}: {len(rows)} of {len(part)} trials "
+                    f"({len(rows) / len(part):.0%})")
             error = _top_error(rows)
             hover.append(text + (f"<br>{error}" if error else ""))
         totals = [len(frame[frame["series"] == series]) for series in order]
         fig.add_trace(go.Bar(x=[escape(s) for s in order], y=[100 * c / n for c, n in zip(counts, totals)],
-                             name=status, marker_color=_STATUS_COLORS[status], text=[str(c) if c else "" for c in counts],
+                             name=status, marker_color=_STATUS_COLORS[status],
+                             text=[str(c) if c else "" for c in counts],
                              textposition="inside", hovertext=hover, hoverinfo="text"))
     fig.update_layout(barmode="stack")
     return _layout(fig, "Trial outcomes per method", "Method", "Trials (%)")
@@ -237,11 +242,12 @@ def build_figures(frame: pd.DataFrame) -> dict[str, go.Figure]:
     """Every figure of the report, keyed by :data:`FIGURE_IDS`, from a :func:`prepare_frame` frame."""
     order = series_order(frame)
     colors = {series: _PALETTE[i % len(_PALETTE)] for i, series in enumerate(order)}
-    reproduction = compare_with_papers(frame, group="series")
+    # Targets are matched by model and size, so every experiment's trials of a method count together.
+    reproduction = compare_with_papers(frame, group="method")
     return {
         "accuracy-vs-macs": accuracy_vs_macs(frame, order, colors),
         "convergence": convergence(frame, order, colors),
         "success-rate": success_rate(frame, order),
         "stage-times": stage_times(frame, order),
-        "paper-reproduction": paper_reproduction(reproduction, order),
+        "paper-reproduction": paper_reproduction(reproduction, series_order(frame, "method")),
     }

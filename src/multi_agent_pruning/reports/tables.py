@@ -42,11 +42,13 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def statistics_table(report: StatisticsReport) -> str:
-    """One row per series: mean best top-1 with CI, and the paired comparison with the reference."""
+def statistics_table(report: StatisticsReport, order: Sequence[str] = ()) -> str:
+    """One row per series (in ``order``, then the rest): mean best top-1 with CI, and the paired
+    comparison with the reference."""
     comparisons = {c.method: c for c in report.comparisons}
+    rank = {name: i for i, name in enumerate(order)}
     rows = []
-    for summary in report.summaries:
+    for summary in sorted(report.summaries, key=lambda s: (rank.get(s.method, len(rank)), s.method)):
         ci = "" if summary.ci_low is None else " " + _interval(summary.ci_low, summary.ci_high)
         row = [summary.method, summary.n_runs, _pct(summary.mean) + ci,
                "-" if summary.std is None else f"{summary.std * 100:.2f}"]

@@ -6,15 +6,17 @@ import json
 import logging
 import math
 import os
+import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from multi_agent_pruning.exceptions import ConfigurationError, DatasetNotFoundError, UnknownNameError
+from multi_agent_pruning.exceptions import ConfigurationError, ResultStoreError
 from multi_agent_pruning.results import RESULT_SCHEMA, ResultStore
 from multi_agent_pruning.validation.paper_targets import PAPER_TARGETS, PaperTarget, get_paper_target
+from multi_agent_pruning.validation.prerequisites import missing_prerequisites
 from multi_agent_pruning.validation.reproduction import compare_with_papers
 from multi_agent_pruning.validation.stats import analyze_methods
 
@@ -26,8 +28,6 @@ DEFAULT_METHODS = ("multi_agent", "magnitude_l1", "magnitude_l2", "taylor", "iso
 
 #: ``runner(target, methods=[...], num_runs=n, output_dir=path)`` runs one target and stores its trials.
 Runner = Callable[..., Any]
-
-_DATASET_ENV = {"imagenet": ("ImageNet", "IMAGENET_PATH"), "cifar10": ("CIFAR-10", "CIFAR10_PATH")}
 
 
 class PaperReproductionValidator:
@@ -71,7 +71,13 @@ class PaperReproductionValidator:
         Returns:
             ``{target name: {"status": "skipped" | "completed" | "failed", "reason", ...}}``;
             also written to ``<output_dir>/validation_status.json``.
+
+        Raises:
+            ConfigurationError: ``num_runs`` is not a positive integer.
+            UnknownNameError: A name in ``targets`` is not a paper target.
         """
+        if isinstance(num_runs, bool) or not isinstance(num_runs, int) or num_runs < 1:
+            raise ConfigurationError(f"num_runs must be a positive integer, got {num_runs!r}")
         chosen = [get_paper_target(name) for name in targets] if targets else list(PAPER_TARGETS)
         methods = list(methods or DEFAULT_METHODS)
         outcome = {target.name: self._validate(target, methods, num_runs) for target in chosen}
@@ -94,53 +100,7 @@ class PaperReproductionValidator:
 
     def missing_prerequisites(self, target: PaperTarget) -> list[str]:
         """Why ``target`` cannot run here (model not registered, dataset not found); empty when it can."""
-        from multi_agent_pruning.models import get_model_spec
-
-        reasons = []
-        try:
-            get_model_spec(target.base_model)
-        except UnknownNameError:
-            reasons.append(f"model {target.base_model!r} ({target.model} base) is not in the model registry "
-                           "(register it with multi_agent_pruning.models.register_model to run this target)")
-        dataset_reason = self._dataset_reason(target.dataset)
-        if dataset_reason:
-            reasons.append(dataset_reason)
-        return reasons
-
-    def _dataset_reason(self, dataset: str) -> str | None:
-        from multi_agent_pruning.data.cifar10 import find_cifar10
-        from multi_agent_pruning.data.imagenet import find_imagenet
-
-        finders = {"imagenet": find_imagenet, "cifar10": find_cifar10}
-        if dataset not in finders:
-            return None
-        label, env_var = _DATASET_ENV[dataset]
-        path = self._configured_path(dataset)
-        try:
-            finders[dataset](path)
-        except DatasetNotFoundError:
-            where = path or os.environ.get(env_var)
-            if where:
-                return f"{label} not found at {where} (set {env_var})"
-            return f"{label} not found: {env_var} is not set and the config gives no path (set {env_var})"
-        return None
-
-    def _configured_path(self, dataset: str) -> Path | None:
-        """``datasets.<name>.path`` or ``dataset.path`` of the config; None when unset or unreadable."""
-        if self.config_path is None:
-            return None
-        from multi_agent_pruning.config import load_config
-
-        try:
-            config = load_config(self.config_path)
-        except ConfigurationError as exc:
-            # Typically ${IMAGENET_PATH} unset; the environment variable is then checked directly.
-            logger.debug("Config %s not usable for dataset paths: %s", self.config_path, exc)
-            return None
-        override = config.datasets.get(dataset)
-        path = override.path if override and override.path else (
-            config.dataset.path if config.dataset.name == dataset else None)
-        return Path(path).expanduser() if path else None
+        return missing_prerequisites(target, self.config_path)
 
     def _compare_with_pruner(self, target: PaperTarget, *, methods: list[str], num_runs: int,
                              output_dir: Path) -> Any:
@@ -198,19 +158,28 @@ class PaperReproductionValidator:
 
         Returns:
             The written paths: the report and ``analysis.json``.
+
+        Raises:
+            ResultStoreError: There are no trial results to show yet.
         """
         from multi_agent_pruning.reports import render_report_html
 
-        analysis_path = self.output_dir / "analysis.json"
-        self.analyze_results()
+        roots = self.result_roots()
         table = self.read_results()
-        source = ", ".join(str(root) for root in self.result_roots()) or str(self.output_dir)
-        html = render_report_html(table, title="Paper reproduction", source=source,
-                                  regenerate=f"mapruner report {source}", seed=self.seed,
-                                  n_resamples=self.n_resamples)
+        if table.num_rows == 0:
+            searched = ", ".join(str(root) for root in roots) or str(self.output_dir)
+            raise ResultStoreError(f"No trial results under {searched}; run validate_all_targets() first "
+                                   "or pass results_dir")
+        self.analyze_results()
+        if len(roots) == 1:
+            regenerate = shlex.join(["mapruner", "report", str(roots[0])])
+        else:
+            regenerate = f"PaperReproductionValidator(output_dir={str(self.output_dir)!r}).generate_visualizations()"
+        html = render_report_html(table, title="Paper reproduction", source=", ".join(str(r) for r in roots),
+                                  regenerate=regenerate, seed=self.seed, n_resamples=self.n_resamples)
         report = self.output_dir / "report.html"
         _write_text(report, html)
-        return [report, analysis_path]
+        return [report, self.output_dir / "analysis.json"]
 
 
 def _summary(frame: Any, roots: list[Path]) -> dict[str, Any]:
