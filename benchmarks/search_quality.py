@@ -109,20 +109,16 @@ def run_setting(name: str, args: argparse.Namespace, methods: list[str], out: Pa
 
 
 def statistics_for(results: Path, methods: list[str]):
-    try:
-        from multi_agent_pruning.validation.stats import compare_to_reference
-    except ImportError:
-        return None
     from multi_agent_pruning.results import ResultStore
+    from multi_agent_pruning.validation.stats import analyze_methods
 
-    return compare_to_reference(ResultStore(results).to_pandas(), reference="multi_agent")
+    reference = "multi_agent" if "multi_agent" in methods else methods[0]
+    return analyze_methods(ResultStore(results).to_pandas(), reference=reference).to_dict()
 
 
 def write_report(directory: Path):
-    try:
-        from multi_agent_pruning.reports import write_report as write
-    except ImportError:
-        return None
+    from multi_agent_pruning.reports import write_report as write
+
     return write(directory / "results", directory / "report.html")
 
 
