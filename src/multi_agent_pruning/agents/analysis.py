@@ -84,8 +84,7 @@ class AnalysisAgent(BaseAgent):
     def _check(self, raw: Any, profile: Profile, limits: Mapping[str, Any], mode: str,
                target: Mapping[str, Any] | None) -> tuple[Strategy | None, list[str], list[str]]:
         try:
-            strategy = raw if isinstance(raw, Strategy) else Strategy.from_dict(
-                {k: v for k, v in dict(raw).items() if k not in ("importance_criterion", "pruning_ratio")})
+            strategy = raw if isinstance(raw, Strategy) else Strategy.from_dict(dict(raw))
         except ConfigurationError as err:
             return None, [str(issue) for issue in err.issues] or [str(err)], []
         reasons, changed = [], []

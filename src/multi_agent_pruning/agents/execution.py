@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 
 from multi_agent_pruning.agents.base import BaseAgent
 from multi_agent_pruning.core.engine import apply_strategy
@@ -17,8 +16,7 @@ __all__ = ["EvaluationAgent", "FineTuningAgent", "PruningAgent"]
 
 
 def _strategy(value: Any) -> Strategy:
-    return value if isinstance(value, Strategy) else Strategy.from_dict(
-        {k: v for k, v in dict(value).items() if k not in ("importance_criterion", "pruning_ratio")})
+    return value if isinstance(value, Strategy) else Strategy.from_dict(dict(value))
 
 
 class PruningAgent(BaseAgent):

@@ -31,8 +31,7 @@ def history_observations(history: list[Mapping[str, Any]]) -> list[Observation]:
         raw = item.get("strategy", item.get("strategy_json"))
         if isinstance(raw, str):
             raw = json.loads(raw)
-        strategy = raw if isinstance(raw, Strategy) else Strategy.from_dict(
-            {k: v for k, v in raw.items() if k not in ("importance_criterion", "pruning_ratio")})
+        strategy = raw if isinstance(raw, Strategy) else Strategy.from_dict(raw)
         score = item.get("score", item.get("top1_after"))
         if item.get("status", "ok") != "ok" or score is None or score != score:  # NaN check
             score = None

@@ -14,6 +14,8 @@ from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError
 __all__ = ["Strategy", "IMPORTANCE_CRITERIA", "TARGET_KINDS"]
 
 IMPORTANCE_CRITERIA = ("l1", "l2", "taylor", "hessian", "lamp", "fpgm", "random")
+#: Read-only aliases the agents add to strategy dicts (API reference names); ignored on input.
+VIEW_ALIASES = ("importance_criterion", "pruning_ratio")
 TARGET_KINDS = ("macs", "params")
 
 
@@ -97,7 +99,12 @@ class Strategy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Strategy:
-        """Builds a strategy from a dict; unknown keys are an error with suggestions."""
+        """Builds a strategy from a dict; unknown keys are an error with suggestions.
+
+        The view aliases ``importance_criterion`` and ``pruning_ratio`` (see ``VIEW_ALIASES``)
+        are accepted and ignored: they repeat ``importance`` and ``target_reduction``.
+        """
+        data = {k: v for k, v in data.items() if k not in VIEW_ALIASES}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = [k for k in data if k not in known]
         if unknown:

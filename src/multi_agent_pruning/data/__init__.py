@@ -20,13 +20,14 @@ from multi_agent_pruning.data.registry import (
 
 # Imported for their registrations.
 from multi_agent_pruning.data import cifar10, digits, fashion_mnist, imagenet  # noqa: E402, F401, I001
-from multi_agent_pruning.data.loaders import create_calibration_loader, create_loaders
+from multi_agent_pruning.data.loaders import create_calibration_loader, create_loaders, take_calibration_batches
 
 __all__ = [
     "DatasetBundle",
     "DatasetInfo",
     "DatasetSplits",
     "create_calibration_loader",
+    "take_calibration_batches",
     "create_loaders",
     "get_dataset_info",
     "list_datasets",

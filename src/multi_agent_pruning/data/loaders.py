@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from multi_agent_pruning.data.registry import DatasetBundle
 from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError
 
-__all__ = ["create_calibration_loader", "create_loaders"]
+__all__ = ["create_calibration_loader", "create_loaders", "take_calibration_batches"]
 
 
 def create_loaders(
@@ -79,3 +79,8 @@ def _check(batch_size: int, num_workers: int) -> None:
         issues.append(ConfigIssue("num_workers", "must be an integer >= 0", num_workers))
     if issues:
         raise ConfigurationError("Invalid data loader options", issues)
+
+
+def take_calibration_batches(bundle: DatasetBundle, batches: int, batch_size: int) -> list:
+    """The first ``batches`` ``(inputs, labels)`` batches of the calibration split (deterministic)."""
+    return [batch for _, batch in zip(range(batches), create_calibration_loader(bundle, batch_size))]

@@ -90,6 +90,7 @@ def build_context(cfg: ExperimentConfig, *, method: str, run: int, seed: int | N
         calibration_batches=cfg.agents.profiling_agent.calibration_batches, finetune=finetune,
         evaluation=evaluation, tolerance=cfg.target.tolerance, device=hw.device,
         threads=max(1, int(hw.cpus_per_trial)), model_kwargs=kwargs, distributed=_distributed(cfg),
+        gpu_memory_limit=hw.gpu.memory_limit_bytes(),
     )
     return context
 
@@ -102,6 +103,14 @@ def _distributed(cfg: ExperimentConfig) -> dict[str, Any] | None:
     return {"world_size": dist.world_size, "backend": dist.backend,
             "use_gpu": cfg.hardware.device != "cpu" and dist.backend == "nccl",
             "cpus_per_worker": 1.0, "gradient_checkpointing": cfg.hardware.gpu.gradient_checkpointing}
+
+
+def profiling_agent_config(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The ProfilingAgent's config from the experiment (cache switches, calibration, limits)."""
+    agent_cfg, cache = cfg.agents.profiling_agent, cfg.profile_cache()
+    return {"enable_caching": cache.enabled, "cache_duration": cache.max_age_s, "cache_dir": cache.directory,
+            "sensitivity_fraction": agent_cfg.sensitivity_fraction, "calibration_batches": agent_cfg.calibration_batches,
+            "safety_limits": cfg.effective_safety_limits().model_dump()}
 
 
 def check_output_dir(paths: ExperimentPaths, cfg: ExperimentConfig, resume: bool) -> None:
@@ -128,6 +137,9 @@ def run_experiment(cfg: ExperimentConfig, *, output_dir: str | Path | None = Non
                    progress: bool = True) -> dict[str, Any]:
     """Runs the multi-agent search of ``cfg`` and returns the summary (also in summary.json)."""
     start = time.perf_counter()
+    if output_dir is None and os.environ.get("RAY_JOB_ID"):
+        logger.warning("running as a Ray job without --output-dir: results go to %s inside the job's working "
+                       "directory copy; pass an absolute --output-dir on shared storage", cfg.output_path().resolve())
     paths = ExperimentPaths(Path(output_dir) if output_dir else cfg.output_path())
     check_output_dir(paths, cfg, resume)
     from multi_agent_pruning.orchestrator.search import run_search

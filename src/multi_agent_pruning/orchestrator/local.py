@@ -13,8 +13,9 @@ __all__ = ["profile_from_args"]
 
 def profile_from_args(args: argparse.Namespace) -> str:
     """``mapruner profile``: the model's groups, cost shares and sensitivity, as text or JSON."""
-    from multi_agent_pruning.data import create_calibration_loader
+    from multi_agent_pruning.data import take_calibration_batches
     from multi_agent_pruning.orchestrator.dense import load_experiment_data, prepare_dense_model
+    from multi_agent_pruning.orchestrator.experiment import profiling_agent_config
 
     overrides = list(args.overrides)
     if args.model:
@@ -24,13 +25,9 @@ def profile_from_args(args: argparse.Namespace) -> str:
     cfg = load_config(args.config, overrides=overrides) if args.config else load_config_dict({}, overrides=overrides)
     bundle = load_experiment_data(cfg)
     model, _ = prepare_dense_model(cfg, bundle)
-    agent_cfg, cache = cfg.agents.profiling_agent, cfg.profile_cache()
-    calibration = [b for _, b in zip(range(agent_cfg.calibration_batches),
-                                     create_calibration_loader(bundle, cfg.effective_dataset().batch_size))]
-    out = ProfilingAgent({"enable_caching": cache.enabled, "cache_duration": cache.max_age_s, "cache_dir": cache.directory,
-                          "sensitivity_fraction": agent_cfg.sensitivity_fraction,
-                          "calibration_batches": agent_cfg.calibration_batches,
-                          "safety_limits": cfg.effective_safety_limits().model_dump()}).execute(
+    calibration = take_calibration_batches(bundle, cfg.agents.profiling_agent.calibration_batches,
+                                           cfg.effective_dataset().batch_size)
+    out = ProfilingAgent(profiling_agent_config(cfg)).execute(
         {"model": model, "model_name": cfg.model.name, "dataset": bundle.info.name,
          "input_size": tuple(bundle.info.input_size), "calibration": calibration})
     profile = out["profile"]

@@ -21,7 +21,6 @@ def resolve_address(cfg: ExperimentConfig, address: str | None) -> str | None:
 def init_ray(cfg: ExperimentConfig, address: str | None = None) -> bool:
     """Initialises Ray once per process. Returns True when this call started a local cluster."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # Tune's own progress tables are replaced by ours; keep its console quiet.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
@@ -34,6 +33,9 @@ def init_ray(cfg: ExperimentConfig, address: str | None = None) -> bool:
         logger.info("joining the Ray cluster at %s", target)
         ray.init(address=target, **quiet)
         return False
+    # Only a cluster we start ourselves (on 127.0.0.1) runs without token authentication; when
+    # joining one, Ray's own detection (RAY_AUTH_MODE, or an existing token) decides.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     hw = cfg.hardware
     temp_dir = cfg.ray.temp_dir or os.path.join(tempfile.gettempdir(), "mapruner-ray")
     ray.init(

@@ -12,12 +12,13 @@ from ray.tune.search import ConcurrencyLimiter
 
 from multi_agent_pruning.actors import ProfilingActor, create_actors
 from multi_agent_pruning.config import ExperimentConfig
-from multi_agent_pruning.data import create_calibration_loader
+from multi_agent_pruning.data import take_calibration_batches
 from multi_agent_pruning.orchestrator.experiment import (
     ExperimentPaths,
     base_strategy,
     copy_best_model,
     print_progress,
+    profiling_agent_config,
 )
 from multi_agent_pruning.results import ResultStore
 from multi_agent_pruning.search.rows import RowSink
@@ -49,19 +50,13 @@ def concurrency(cfg: ExperimentConfig) -> int:
 
 
 def profile_with_actor(cfg: ExperimentConfig, context: TrialContext) -> dict[str, Any]:
-    """Runs the profiling agent as a Ray actor on the dense model (from the object store)."""
-    agent_cfg = cfg.agents.profiling_agent
-    cache = cfg.profile_cache()
-    limits = cfg.effective_safety_limits().model_dump()
-    actor = ProfilingActor.remote({
-        "enable_caching": cache.enabled, "cache_duration": cache.max_age_s, "cache_dir": cache.directory,
-        "sensitivity_fraction": agent_cfg.sensitivity_fraction, "calibration_batches": agent_cfg.calibration_batches,
-        "safety_limits": limits})
-    calibration = [b for _, b in zip(range(agent_cfg.calibration_batches),
-                                     create_calibration_loader(context.bundle, context.batch_size))]
+    """Runs the profiling agent as a Ray actor on the dense model."""
+    actor = ProfilingActor.remote(profiling_agent_config(cfg))
+    calibration = take_calibration_batches(context.bundle, cfg.agents.profiling_agent.calibration_batches,
+                                           context.batch_size)
     out = ray.get(actor.execute.remote({
-        "model": context.model, "model_name": context.model_name,
-        "dataset": context.dataset, "input_size": context.input_shape[1:], "calibration": calibration}))
+        "model": context.model, "model_name": context.model_name, "dataset": context.dataset,
+        "input_size": context.input_shape[1:], "calibration": calibration}))
     ray.kill(actor)
     return out["profile"]
 

@@ -103,7 +103,7 @@ class MasterSearcher(Searcher):
                 "profile_results": self.profile, "strategies": proposal["strategies"], "target": self.target}))
             for index, item in enumerate(checked["rejected"]):
                 self._record_rejected(item, index)
-            self.queue = [Strategy.from_dict(_strip_aliases(s)) for s in checked["approved"]]
+            self.queue = [Strategy.from_dict(s) for s in checked["approved"]]
             self.iteration += 1
             self.iterations_run += 1
             if self.queue:
@@ -136,6 +136,3 @@ class MasterSearcher(Searcher):
         self.iteration, self.issued = state["iteration"], state["issued"]
         self.queue = [Strategy.from_json(s) for s in state["queue"]]
 
-
-def _strip_aliases(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if k not in ("importance_criterion", "pruning_ratio")}

@@ -25,7 +25,7 @@ from multi_agent_pruning.agents.execution import EvaluationAgent, FineTuningAgen
 from multi_agent_pruning.core.evaluation import evaluate, resolve_device
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.core.training import NonFiniteLossError
-from multi_agent_pruning.data import DatasetBundle, create_calibration_loader, create_loaders
+from multi_agent_pruning.data import DatasetBundle, create_loaders, take_calibration_batches
 from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class TrialContext:
         model_kwargs: How the dense model was built (saved with pruned models).
         distributed: :class:`~multi_agent_pruning.search.distributed.DistributedSettings` as a
             dict when fine-tuning runs data-parallel with Ray Train; None for one process.
+        gpu_memory_limit: Bytes of GPU memory a trial may allocate (``hardware.gpu.memory_limit``).
     """
 
     experiment: str
@@ -75,6 +76,7 @@ class TrialContext:
     threads: int | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     distributed: dict[str, Any] | None = None
+    gpu_memory_limit: int | None = None
 
     def identifiers(self, trial_id: str, iteration: int) -> dict[str, Any]:
         return {"experiment": self.experiment, "run": self.run, "method": self.method, "model": self.model_name,
@@ -153,10 +155,12 @@ def _stage_columns(stages: dict[str, float]) -> dict[str, float]:
 def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], stages: dict[str, float],
          save_dir: str | None) -> TrialResult:
     device = resolve_device(context.device)
+    if device.type == "cuda" and context.gpu_memory_limit:
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, context.gpu_memory_limit / total), device)
     dense = context.model.to(device).eval()
     example = torch.randn(*context.input_shape, device=device)
-    calibration = [b for _, b in zip(range(context.calibration_batches),
-                                     create_calibration_loader(context.bundle, context.batch_size))]
+    calibration = take_calibration_batches(context.bundle, context.calibration_batches, context.batch_size)
     clock = time.perf_counter()
     inject_fault("prune", strategy)
     pruned = PruningAgent({"tolerance": context.tolerance}).execute(

@@ -68,7 +68,6 @@ def accuracy(model: nn.Module, bundle) -> float:
 
 
 def calibration_batches(bundle, n: int = 2, batch_size: int = 32):
-    from multi_agent_pruning.data import create_calibration_loader
+    from multi_agent_pruning.data import take_calibration_batches
 
-    loader = create_calibration_loader(bundle, batch_size=batch_size)
-    return [batch for _, batch in zip(range(n), loader)]
+    return take_calibration_batches(bundle, n, batch_size)
