@@ -22,6 +22,9 @@ def _strategy(value: Any) -> Strategy:
 class PruningAgent(BaseAgent):
     """Prunes a model with a strategy at its exact target (config: ``backend``, ``tolerance``).
 
+    A model left above the budget by more than ``tolerance`` is an error (PruningError), so no
+    method is ever credited with a model that does not meet the budget; below it is accepted.
+
     Input: ``model``, ``strategy``, ``example_inputs``, optional ``calibration`` batches.
     Output: ``model`` (pruned), ``prune`` (numbers of :class:`~multi_agent_pruning.core.PruneResult`).
     """
@@ -34,10 +37,17 @@ class PruningAgent(BaseAgent):
             from multi_agent_pruning.exceptions import ConfigurationError
 
             raise ConfigurationError(f"pruning backend {self.config['backend']!r} is not supported; use 'torch_pruning'")
+        tolerance = float(self.config.get("tolerance", 0.005))
         with self.profiler.timer("prune"):
             result = apply_strategy(input_data["model"], _strategy(input_data["strategy"]),
-                                    input_data["example_inputs"], input_data.get("calibration"),
-                                    tolerance=float(self.config.get("tolerance", 0.005)))
+                                    input_data["example_inputs"], input_data.get("calibration"), tolerance=tolerance)
+        if result.error > tolerance:
+            # Over budget: comparing it with models that meet the budget would be unfair.
+            from multi_agent_pruning.exceptions import PruningError
+
+            raise PruningError(f"closest pruned model is {100 * result.error:.2f}% above the "
+                               f"{result.target_kind} budget (tolerance {100 * tolerance:.1f}%); channel "
+                               f"granularity or rounding cannot meet it")
         return self.result(model=result.model, prune=result.summary())
 
 
