@@ -180,19 +180,28 @@ def apply_strategy(
     aim_factor, result = 1.0, None
     for attempt in range(1, max_attempts + 1):
         work = model if inplace else copy.deepcopy(model)
-        result = _prune_once(work, strategy, example_inputs, calibration, tolerance,
-                             max_calibration_batches, aim_factor)
-        result.attempts = attempt
-        if abs(result.error) <= tolerance or inplace:
+        current = _prune_once(work, strategy, example_inputs, calibration, tolerance,
+                              max_calibration_batches, aim_factor)
+        current.attempts = attempt
+        result = current if result is None or _better(current, result, tolerance) else result
+        if abs(current.error) <= tolerance or inplace:
             break
         # The planner's prediction and the real count disagree (parameter-free ops, rounding):
         # aim the prediction so that the real count lands on the target.
-        aim_factor *= result.target / result.achieved
-        logger.info("attempt %d missed the target by %.2f%%; re-aiming", attempt, 100 * result.error)
+        aim_factor *= current.target / current.achieved
+        logger.info("attempt %d missed the target by %.2f%%; re-aiming", attempt, 100 * current.error)
     result.seconds = time.perf_counter() - start
     if abs(result.error) > tolerance:
         logger.warning("closest pruned model is %.2f%% from the target", 100 * result.error)
     return result
+
+
+def _better(a: PruneResult, b: PruneResult, tolerance: float) -> bool:
+    """Within tolerance beats outside; outside, under the budget beats over it; then closer wins."""
+    def rank(r: PruneResult) -> tuple[int, float]:
+        return (0 if abs(r.error) <= tolerance else 1 if r.error < 0 else 2, abs(r.error))
+
+    return rank(a) < rank(b)
 
 
 def _prune_once(model, strategy, example_inputs, calibration, tolerance, max_batches, aim_factor) -> PruneResult:
@@ -281,6 +290,33 @@ def _ratios_at(scopes: list[Scope], scale: float, cap: float) -> dict[str, float
     return {s.name: min(s.cap if s.cap is not None else cap, max(0.0, scale * s.multiplier)) for s in scopes}
 
 
+class _Candidates:
+    """The closest dry run so far, and the closest that does not exceed the budget."""
+
+    def __init__(self, aim: float, tolerance: float) -> None:
+        self.aim, self.tolerance = aim, tolerance
+        self.closest: tuple[float, dict, float] | None = None
+        self.under: tuple[float, dict, float] | None = None
+
+    def add(self, ratios: dict[str, float], value: float) -> None:
+        entry = (abs(value - self.aim), ratios, value)
+        if self.closest is None or entry[0] < self.closest[0]:
+            self.closest = entry
+        if value <= self.aim and (self.under is None or entry[0] < self.under[0]):
+            self.under = entry
+
+    @property
+    def distance(self) -> float:
+        return self.closest[0] if self.closest else float("inf")
+
+    def choice(self) -> tuple[dict[str, float], float]:
+        """Within tolerance: the closest; otherwise rather under the budget than over it."""
+        pick = self.closest
+        if pick[0] > self.aim * self.tolerance and self.under is not None:
+            pick = self.under
+        return pick[1], pick[2]
+
+
 def _search_ratios(planner: SelectionPlanner, strategy: Strategy, aim: float, tolerance: float):
     """Bisection of the common ratio, then of one fine-grained scope if needed."""
     index = 0 if strategy.target_kind == "macs" else 1
@@ -297,27 +333,27 @@ def _search_ratios(planner: SelectionPlanner, strategy: Strategy, aim: float, to
         raise PruningError(
             f"target {aim:.4g} {strategy.target_kind} is out of reach: pruning every layer up to "
             f"max_layer_pruning={cap} still leaves {hi_value:.4g}")
+    candidates = _Candidates(aim, tolerance)
+    candidates.add(_ratios_at(scopes, hi_scale, cap), hi_value)
     lo, hi = 0.0, hi_scale  # measure(lo) > aim >= measure(hi)
-    best = (abs(hi_value - aim), _ratios_at(scopes, hi_scale, cap), hi_value)
     lo_value = float("inf")
     for _ in range(_BISECTION_STEPS):
         mid = (lo + hi) / 2
         ratios = _ratios_at(scopes, mid, cap)
         value = measure(ratios)
-        if abs(value - aim) < best[0]:
-            best = (abs(value - aim), ratios, value)
+        candidates.add(ratios, value)
         if abs(value - aim) <= aim * tolerance / 4:
             break
         if value > aim:
             lo, lo_value = mid, value
         else:
             hi = mid
-    if best[0] > aim * tolerance / 2 and lo_value != float("inf"):
-        best = _refine_one_scope(measure, scopes, _ratios_at(scopes, lo, cap), aim, cap, best)
-    return best[1], best[2]
+    if candidates.distance > aim * tolerance / 2 and lo_value != float("inf"):
+        _refine_one_scope(measure, scopes, _ratios_at(scopes, lo, cap), aim, cap, candidates)
+    return candidates.choice()
 
 
-def _refine_one_scope(measure, scopes, base_ratios, aim, cap, best):
+def _refine_one_scope(measure, scopes, base_ratios, aim, cap, candidates: _Candidates) -> None:
     """Prunes a little further in one scope at a time, finest (most channels) first."""
     for scope in sorted(scopes, key=lambda s: -s.channels):
         lo, hi = base_ratios[scope.name], scope.cap if scope.cap is not None else cap
@@ -328,17 +364,15 @@ def _refine_one_scope(measure, scopes, base_ratios, aim, cap, best):
             mid = (lo + hi) / 2
             ratios = dict(base_ratios, **{scope.name: mid})
             value = measure(ratios)
-            if abs(value - aim) < best[0]:
-                best = (abs(value - aim), ratios, value)
+            candidates.add(ratios, value)
             if value > aim:
                 lo = mid
             else:
                 hi = mid
             if hi - lo < 1e-5:
                 break
-        if best[0] <= aim * 0.001:
+        if candidates.distance <= aim * 0.001:
             break
-    return best
 
 
 def _prune_for_real(planner, strategy, ratios, cached, model, calibration, max_batches, device) -> None:
