@@ -15,7 +15,6 @@ from multi_agent_pruning.agents import (
     ProfilingAgent,
     PruningAgent,
 )
-from multi_agent_pruning.agents.llm import LLMClient
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.data import create_loaders, load_dataset
 from multi_agent_pruning.testing.llm_server import reply, reply_json
