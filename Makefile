@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED := 0
 export RAY_AUTH_MODE := disabled
 
-.PHONY: venv run test test-slow bench clean
+.PHONY: venv run test test-slow bench bench-full bench-engine bench-overhead clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,18 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/search_quality.py --quick
+
+bench-full: $(STAMP)
+	$(BIN)/python benchmarks/search_quality.py
+
+bench-engine: $(STAMP)
+	$(BIN)/python benchmarks/prune_engine.py
+
+bench-overhead: $(STAMP)
+	$(BIN)/python benchmarks/orchestration_overhead.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
