@@ -92,7 +92,7 @@ class DependencyAnalyzer:
             layer's output channels are pruned, and ``in_coupled`` those coupled to its input.
         """
         graph: dict[str, dict] = {}
-        for module, node in self.DG.module2node.items():
+        for module in self.DG.module2node:
             name = self._names.get(module)
             if not name or self.DG.get_pruner_of_module(module) is None:
                 continue
