@@ -18,6 +18,7 @@ must be pruned together. Each group gets:
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -106,7 +107,9 @@ def build_dependency_graph(
     was_training = model.training
     model.eval()
     try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "unwrapped parameters" (cls_token, pos_embed) are handled
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs, **kwargs)
     except Exception as err:  # torch-pruning raises bare exceptions on unsupported graphs
         raise PruningError(f"could not trace {type(model).__name__} into a dependency graph: {err}") from err
     finally:

@@ -1,0 +1,47 @@
+"""Strategy: frozen, hashable, JSON round trip, every invalid field reported at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from multi_agent_pruning.core.strategy import Strategy
+from multi_agent_pruning.exceptions import ConfigurationError
+
+
+def test_roundtrip_equality_and_hash():
+    s = Strategy(importance="l2", group_multipliers={"mlp": 1.5, "attention": 0.5}, ignored_layers=["head"],
+                 target_reduction=None, target_budget=2.3e9)
+    again = Strategy.from_json(s.to_json())
+    assert again == s and hash(again) == hash(s) and again.key() == s.key()
+    assert list(json.loads(s.to_json())["group_multipliers"]) == ["attention", "mlp"]  # canonical order
+    assert Strategy.from_dict({**s.to_dict(), "importance_criterion": "l2", "pruning_ratio": None}) == s
+    assert s.target_macs_or_params(4.6e9) == 2.3e9
+    assert Strategy(target_reduction=0.25).target_macs_or_params(100.0) == 75.0
+
+
+def test_frozen_and_read_only_multipliers():
+    s = Strategy(group_multipliers={"mlp": 1.0})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.importance = "l1"
+    with pytest.raises(TypeError, match="read-only"):
+        s.group_multipliers["mlp"] = 2.0
+    assert s.replace(target_budget=1e9).target_reduction is None
+
+
+def test_every_problem_is_reported_together():
+    with pytest.raises(ConfigurationError) as err:
+        Strategy(importance="magic", group_multipliers={"mlp": -1}, round_to=0, target_reduction=1.2,
+                 learning_rate=0, kd_weight=2, iterative_steps=0)
+    paths = {issue.path for issue in err.value.issues}
+    assert paths >= {"strategy.importance", "strategy.group_multipliers.mlp", "strategy.round_to",
+                     "strategy.target_reduction", "strategy.learning_rate", "strategy.kd_weight",
+                     "strategy.iterative_steps"}
+    with pytest.raises(ConfigurationError, match="did you mean importance"):
+        Strategy.from_dict({"importanse": "l1"})
+    with pytest.raises(ConfigurationError, match="exactly one"):
+        Strategy(target_reduction=0.5, target_budget=1e9)
+    with pytest.raises(ConfigurationError, match="needs prune_num_heads"):
+        Strategy(head_pruning_ratio=0.3)
