@@ -45,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, default=None, help="trial budget per method and run (16)")
     p.add_argument("--seeds", type=int, default=None, help="runs per method (3)")
     p.add_argument("--reduction", type=float, default=0.8, help="fraction of MACs removed (0.8 = 20 %% kept)")
-    p.add_argument("--finetune-steps", type=int, default=None, help="fine-tune steps per trial (60)")
+    p.add_argument("--finetune-steps", type=int, default=None, help="fine-tune steps per trial (15; quick: 20)")
     p.add_argument("--output", default="runs/bench/search_quality", help="output directory")
     p.add_argument("--json", default=None, help="also write the numbers here")
     return p.parse_args(argv)
@@ -71,7 +71,7 @@ def run_setting(name: str, args: argparse.Namespace, methods: list[str], out: Pa
     spec = SETTINGS[name]
     trials = args.trials or (4 if args.quick else 16)
     seeds = args.seeds or (1 if args.quick else 3)
-    steps = args.finetune_steps or (20 if args.quick else 60)
+    steps = args.finetune_steps or (20 if args.quick else 15)
     overrides = [
         f"experiment.name=sq-{name}", f"model.name={spec['model']}", f"dataset.name={spec['dataset']}",
         f"model.train_steps={spec['train_steps']}", f"target.reduction={args.reduction}", "target.budget=null",
