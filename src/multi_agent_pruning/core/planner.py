@@ -42,9 +42,31 @@ class CachedImportance:
     def __call__(self, group) -> torch.Tensor | None:
         key = (id(group[0].dep.target.module), group[0].dep.handler)
         if key not in self._cache:
-            self._cache[key] = self.importance(group)
+            self._cache[key] = self._break_ties(group, self.importance(group))
             self.groups[key] = group
         return self._cache[key]
+
+    @staticmethod
+    def _break_ties(group, scores: torch.Tensor | None) -> torch.Tensor | None:
+        """Replaces non-finite scores by 0 and orders exactly tied scores by weight magnitude.
+
+        Gradient criteria give many exact ties (zeros) on some models, e.g. timm ResNets whose
+        last BatchNorm scale starts at zero; global ranking would then take or leave whole
+        blocks of tied channels at once and could not meet a MACs target finely. A term a
+        million times smaller than the scores orders the ties and nothing else.
+        """
+        if scores is None or scores.numel() < 2:
+            return scores
+        # torch-pruning normalises by the group mean: an all-zero group becomes 0/0 = NaN, and a
+        # NaN threshold would select nothing at all.
+        scores = torch.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+        if torch.unique(scores).numel() == scores.numel():
+            return scores
+        magnitude = tp.importance.GroupMagnitudeImportance(p=2)(group)
+        if magnitude is None or magnitude.shape != scores.shape:
+            return scores
+        scale = float(scores.abs().max()) or 1.0
+        return scores + 1e-6 * scale * magnitude / (float(magnitude.max()) or 1.0)
 
     def scores(self, module: nn.Module, fn) -> torch.Tensor | None:
         """Cached scores of the group rooted at ``(module, fn)``, if computed."""
