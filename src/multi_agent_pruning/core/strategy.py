@@ -16,6 +16,8 @@ __all__ = ["Strategy", "IMPORTANCE_CRITERIA", "TARGET_KINDS"]
 IMPORTANCE_CRITERIA = ("l1", "l2", "taylor", "hessian", "lamp", "fpgm", "random")
 #: Read-only aliases the agents add to strategy dicts (API reference names); ignored on input.
 VIEW_ALIASES = ("importance_criterion", "pruning_ratio")
+#: Fields the analysis agent sets from the safety limits; not part of a strategy's identity.
+SAFETY_FIELDS = ("kind_max_pruning", "min_channels", "max_layer_pruning")
 TARGET_KINDS = ("macs", "params")
 
 
@@ -133,13 +135,18 @@ class Strategy:
         return dataclasses.replace(self, **changes)
 
     def key(self) -> str:
-        """Identity used to avoid evaluating the same strategy twice (floats rounded)."""
+        """Identity of the search point, used to avoid evaluating a strategy twice.
+
+        Floats are rounded, and the safety fields (``SAFETY_FIELDS``) that the analysis agent
+        installs are left out: a proposal and its approved, capped form are the same point.
+        """
         data = self.to_dict()
+        for name in SAFETY_FIELDS:
+            data.pop(name)
         for name, value in data.items():
             if isinstance(value, float):
                 data[name] = round(value, 6)
         data["group_multipliers"] = {k: round(v, 4) for k, v in data["group_multipliers"].items()}
-        data["kind_max_pruning"] = {k: round(v, 4) for k, v in data["kind_max_pruning"].items()}
         return json.dumps(data, sort_keys=True)
 
     def target_macs_or_params(self, base: float) -> float:

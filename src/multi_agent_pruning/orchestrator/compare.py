@@ -134,6 +134,8 @@ def _run_optuna(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str,
                         name=f"{_safe(method)}-run{run}", storage=paths.tune,
                         callbacks=[RowRecorder(sink, ids, base.target_kind)])
     tuner.fit()
+    if sink.error is not None:
+        raise sink.error
 
 
 def _safe(method: str) -> str:

@@ -113,6 +113,19 @@ def profiling_agent_config(cfg: ExperimentConfig) -> dict[str, Any]:
             "safety_limits": cfg.effective_safety_limits().model_dump()}
 
 
+def check_writable(paths: ExperimentPaths) -> None:
+    """Fails before any work when the output directory cannot be written."""
+    probe = paths.root / ".write-probe"
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigurationError(f"output directory {paths.root} is not writable: {err}") from err
+    if paths.results.exists() and not paths.results.is_dir():
+        raise ConfigurationError(f"results path {paths.results} exists and is not a directory")
+
+
 def check_output_dir(paths: ExperimentPaths, cfg: ExperimentConfig, resume: bool) -> None:
     """Refuses to mix experiments in one directory, or to silently overwrite results."""
     if not paths.state.exists():
@@ -145,6 +158,7 @@ def run_experiment(cfg: ExperimentConfig, *, output_dir: str | Path | None = Non
     from multi_agent_pruning.orchestrator.search import run_search
 
     context = build_context(cfg, method=method, run=run)  # bad model/dataset fail here, before any write
+    check_writable(paths)
     write_json_atomic(paths.state, {"experiment": cfg.experiment.name, "status": "running",
                                     "config": config_to_dict(cfg), "method": method})
     init_ray(cfg, address)

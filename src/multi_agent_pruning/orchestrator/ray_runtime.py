@@ -1,4 +1,5 @@
-"""Starting or joining Ray: local clusters bound to 127.0.0.1, quiet, no usage stats."""
+"""Starting or joining Ray: local clusters on 127.0.0.1 (node address and dashboard), quiet, no
+usage stats. Ray's GCS/raylet/worker ports still listen on all interfaces: see docs/reliability.md."""
 
 from __future__ import annotations
 

@@ -97,6 +97,8 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
         trainable = tune.with_parameters(run_tune_trial, context=context)
         grid = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
                            name=f"{method}-run{context.run}", storage=paths.tune).fit()
+    if record.error is not None:
+        raise record.error  # rows already stored are intact; --resume continues once fixed
     if save_best:
         copy_best_model(_best_checkpoint(grid, store, cfg.experiment.name, method), paths.best_model)
     return {"method": method, "iterations": searcher.iterations_run + (start_iteration if resume else 0),

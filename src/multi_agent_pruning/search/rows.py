@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from ray import tune
 
 from multi_agent_pruning.results import ResultStore, TrialResult
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["RowRecorder", "RowSink"]
 
@@ -21,12 +24,21 @@ class RowSink:
         self.store, self.progress, self.total = store, progress, total
         self.recorded = set(existing)
         self.done = len(self.recorded)
+        #: The first error of the store; once set, searches stop proposing and re-raise it.
+        self.error: Exception | None = None
 
     def __call__(self, row: TrialResult) -> None:
         if row.trial_id in self.recorded:
             return  # a retried trial reports once
+        if self.error is not None:
+            return  # the store is failing: the search is stopping, see ``error``
+        try:
+            self.store.append(row)
+        except Exception as err:  # Tune would swallow it; keep it and stop the search instead
+            logger.error("could not store trial %s: %s; stopping the search", row.trial_id, err)
+            self.error = err
+            return
         self.recorded.add(row.trial_id)
-        self.store.append(row)
         self.done += 1
         if self.progress:
             self.progress(row, self.done, self.total)

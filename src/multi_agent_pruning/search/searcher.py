@@ -65,7 +65,7 @@ class MasterSearcher(Searcher):
         self.iterations_run = 0
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self.finished or self.issued >= self.budget:
+        if self.finished or self.issued >= self.budget or getattr(self.record, "error", None) is not None:
             return Searcher.FINISHED
         if not self.queue:
             if self.running:
