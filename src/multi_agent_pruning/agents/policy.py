@@ -9,10 +9,12 @@ The policy is a small evolutionary search with a sensitivity-informed prior:
    (criterion, ranking, multipliers) templates that alternates global and per-layer ranking:
    Taylor + isomorphic + sensitivity multipliers, Taylor per layer (uniform), L2 + isomorphic +
    sensitivity, L2 per layer, Taylor + isomorphic uniform, LAMP, Taylor global, FPGM, Hessian, ...
+   Each template gets its own recovery learning rate, from 0.3x to 10x the configured one
+   (1x, 4x, 2x, 8x, 0.5x, ...): a short fine-tune is very sensitive to it.
 2. **Later batches**: the best ``k`` evaluated strategies are parents. Each child copies a parent
    (rank-weighted choice) and mutates it inside a trust region that shrinks every iteration:
    log-normal noise on each multiplier (sigma 0.35 * 0.7^iteration), on the learning rate
-   (sigma 0.3), occasional crossover of two parents' multipliers, and rarely a switch of
+   (sigma 0.5 * 0.8^iteration), occasional crossover of two parents' multipliers, and rarely a switch of
    criterion (towards criteria that scored well) or of ranking mode.
 3. Every proposal is new: strategies already evaluated or already in the batch are redrawn.
 
@@ -31,6 +33,10 @@ from multi_agent_pruning.core.strategy import Strategy
 __all__ = ["BuiltinPolicy", "Observation", "sensitivity_multipliers"]
 
 _MULT_RANGE = (0.25, 2.5)
+# Recovery learning rates of the first batch, relative to the configured one: a short fine-tune
+# is very sensitive to it, so the prior spreads it over the same decade either side that the
+# Optuna baselines search (measured: a fixed rate lost to tuned baselines, BENCHMARKS.md).
+_LR_FACTORS = (1.0, 4.0, 2.0, 8.0, 0.5, 3.0, 6.0, 1.5, 10.0, 0.3)
 
 
 @dataclass(frozen=True)
@@ -104,12 +110,13 @@ class BuiltinPolicy:
             ("l1", True, True, uniform),
         ]
         out = []
-        for criterion, global_pruning, isomorphic, mult in templates:
+        for (criterion, global_pruning, isomorphic, mult), lr_factor in zip(templates, _LR_FACTORS):
             if criterion not in self.criteria:
                 continue
             out.append(base.replace(importance=criterion, global_pruning=global_pruning,
                                     isomorphic=isomorphic and global_pruning, group_multipliers=mult or {},
-                                    prune_num_heads=base.prune_num_heads if has_attention else False))
+                                    prune_num_heads=base.prune_num_heads if has_attention else False,
+                                    learning_rate=_round_lr(base.learning_rate * lr_factor)))
         return out
 
     # -- refinement ----------------------------------------------------------------------------
@@ -130,8 +137,8 @@ class BuiltinPolicy:
             mult = {k: (mult.get(k, 1.0) + other.group_multipliers.get(k, 1.0)) / 2 for k in mult}
         mult = {k: _clamp(v * math.exp(self.rng.gauss(0.0, sigma))) for k, v in mult.items()}
         changes: dict = {"group_multipliers": mult}
-        lr = parent.learning_rate * math.exp(self.rng.gauss(0.0, 0.3 * scale * (0.8 ** iteration)))
-        changes["learning_rate"] = float(f"{min(1.0, max(1e-6, lr)):.3g}")
+        lr = parent.learning_rate * math.exp(self.rng.gauss(0.0, 0.5 * scale * (0.8 ** iteration)))
+        changes["learning_rate"] = _round_lr(lr)
         if self.rng.random() < 0.15 * scale:
             changes["importance"] = self._criterion(history, parent.importance)
         if self.rng.random() < 0.1 * scale:
@@ -154,6 +161,10 @@ class BuiltinPolicy:
         if key not in seen:
             seen.add(key)
             batch.append(candidate)
+
+
+def _round_lr(lr: float) -> float:
+    return float(f"{min(1.0, max(1e-6, lr)):.3g}")
 
 
 def _scored(history: Sequence[Observation]) -> bool:
