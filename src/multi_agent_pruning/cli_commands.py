@@ -11,6 +11,16 @@ from multi_agent_pruning.cli import EXIT_OK, command
 __all__ = ["add_subcommands"]
 
 
+def _add_run_arguments(parser: argparse.ArgumentParser, add_config_arguments) -> None:
+    """Config, model, dataset and target options shared by ``prune`` and ``compare``."""
+    add_config_arguments(parser)
+    parser.add_argument("--model", help="model name (overrides model.name)")
+    parser.add_argument("--dataset", help="dataset name (overrides dataset.name)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--target-ratio", help="fraction of the target kind (MACs by default) to remove, in (0, 1)")
+    target.add_argument("--target-macs", help="MACs to keep: a fraction of the dense MACs (0.5) or a count (2.3e9, 2.3G)")
+
+
 def add_subcommands(sub, add_config_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
     profile = sub.add_parser("profile", help="profile a model: pruning groups, their cost and sensitivity")
     add_config_arguments(profile)
@@ -19,12 +29,7 @@ def add_subcommands(sub, add_config_arguments: Callable[[argparse.ArgumentParser
     profile.add_argument("--json", action="store_true", help="print the profile as JSON")
 
     prune = sub.add_parser("prune", help="run the multi-agent pruning search")
-    add_config_arguments(prune)
-    prune.add_argument("--model", help="model name (overrides model.name)")
-    prune.add_argument("--dataset", help="dataset name (overrides dataset.name)")
-    target = prune.add_mutually_exclusive_group()
-    target.add_argument("--target-ratio", help="fraction of the target kind (MACs by default) to remove, in (0, 1)")
-    target.add_argument("--target-macs", help="MACs to keep: a fraction of the dense MACs (0.5) or a count (2.3e9, 2.3G)")
+    _add_run_arguments(prune, add_config_arguments)
     prune.add_argument("--trials", type=int, help="trial budget (overrides search.trials)")
     prune.add_argument("--max-iterations", type=int, help="master iterations (overrides search.max_iterations)")
     prune.add_argument("--output-dir", help="experiment directory (default: <experiment.output_dir>/<name>)")
@@ -32,12 +37,7 @@ def add_subcommands(sub, add_config_arguments: Callable[[argparse.ArgumentParser
     prune.add_argument("--resume", action="store_true", help="continue an interrupted experiment in --output-dir")
 
     compare = sub.add_parser("compare", help="compare methods at the same trial budget, seeds and fine-tune budget")
-    add_config_arguments(compare)
-    compare.add_argument("--model", help="model name (overrides model.name)")
-    compare.add_argument("--dataset", help="dataset name (overrides dataset.name)")
-    ctarget = compare.add_mutually_exclusive_group()
-    ctarget.add_argument("--target-ratio", help="fraction of the target kind (MACs by default) to remove, in (0, 1)")
-    ctarget.add_argument("--target-macs", help="MACs to keep: a fraction (0.5) or a count (2.3e9, 2.3G)")
+    _add_run_arguments(compare, add_config_arguments)
     compare.add_argument("--methods", help="comma-separated: multi_agent,magnitude_l1,magnitude_l2,taylor,"
                                            "isomorphic,random,optuna_tpe (default: baselines.methods)")
     compare.add_argument("--num-runs", type=int, help="repetitions with different seeds (baselines.num_runs)")
