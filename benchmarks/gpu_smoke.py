@@ -128,14 +128,14 @@ def check(report: dict) -> list[str]:
 def format_report(report: dict, problems: list[str]) -> str:
     """A short human-readable report."""
     lines = [
-        f"trials ok:              {report['rows_ok']} of {report['trials_expected']} (rows {report['rows']}, "
-        f"statuses {report['statuses']})",
+        (f"trials ok:              {report['rows_ok']} of {report['trials_expected']} (rows {report['rows']}, "
+         f"statuses {report['statuses']})"),
         f"max overlapping trials: {report['max_overlapping_trials']} (from started_at/finished_at)",
         f"trial seconds:          {report['trial_seconds']}",
         f"max GPU processes:      {report['max_gpu_processes']} at once, in {report['gpu_samples']} nvidia-smi samples",
         f"peak GPU MiB by pid:    {report['gpu_peak_mib_by_pid']}",
-        f"GPU memory used:        {report['gpu_memory_first_mib']} MiB first sample, "
-        f"{report['gpu_memory_peak_mib']} MiB peak; peak utilisation {report['gpu_utilization_peak']} %",
+        (f"GPU memory used:        {report['gpu_memory_first_mib']} MiB first sample, "
+         f"{report['gpu_memory_peak_mib']} MiB peak; peak utilisation {report['gpu_utilization_peak']} %"),
         f"best top1_after:        {report['best_top1_after']}",
     ]
     if report["max_gpu_processes"] == 0 and report["gpu_samples"]:

@@ -17,10 +17,18 @@ out N configs: the master agent's proposal time is not in W; ``--master`` times 
 Metrics: W = wall time of ``tuner.fit()`` (Ray already started) or of the pool (created to
 joined); ideal = N t / k; overhead per trial = (W - ideal) k / N; efficiency = ideal / W.
 head = first work start - W start; gap = median time a slot stays idle between trials; tail =
-W end - last work end. Every run is a fresh subprocess (fresh Ray, its own environment).
+W end - last work end; span = mean wall time of one work item (above t when the trial's CPU was
+taken by something else); procs = processes that ran trials; boot = median time from the later
+of (process start, W start) to that process's first trial (interpreter, ``import ray``, the
+runtime env Tune gives its actors, ``import ray.tune``); cpu = CPU seconds during W of the
+driver (Tune's loop, plus this script's /proc sampler at about 0.01 CPU-s per second), Ray's
+daemons (raylet, GCS, dashboard, agents) and the worker processes (trial work plus their
+start-up). Every run is a fresh subprocess (fresh Ray, its own environment); ``--max-load``
+waits for a quiet machine before each run and every row records the 1-minute load.
 
 Usage:
-    .venv/bin/python benchmarks/orchestration_overhead.py --seconds 5 1 0.2 [--json out.json]
+    .venv/bin/python benchmarks/orchestration_overhead.py --seconds 5 1 0.2 --work cpu sleep \
+        [--reuse both] [--variants default lean] [--imports trial] [--master] [--json out.json]
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import tempfile
 import threading
 import time
 from importlib import metadata
+from typing import Self
 
 REAL_TRIAL_MODULE = "multi_agent_pruning.search.tune_trial"
 # Settings that may lower Tune's per-trial cost; each is measured, none is assumed to help.
@@ -66,7 +75,7 @@ class ProcessTreeCPU:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> ProcessTreeCPU:
+    def __enter__(self) -> Self:
         self._sample()
         self.first = dict(self.last)
         self._thread.start()
@@ -103,16 +112,22 @@ class ProcessTreeCPU:
             tree, grew = tree | new, bool(new)
         for pid in tree:
             self.last[pid] = stats[pid][1]
-            # Ray workers rename themselves (default_worker.py -> ray::IDLE -> ray::<actor>).
-            self.kind[pid] = "driver" if pid == me else _process_kind(pid)
+            # Ray workers rename themselves (default_worker.py -> ray::IDLE -> ray::<actor>); an exiting
+            # process has no command line, so it keeps the kind it had.
+            kind = "driver" if pid == me else _process_kind(pid)
+            if kind or pid not in self.kind:
+                self.kind[pid] = kind or "ray_daemons"
 
 
-def _process_kind(pid: int) -> str:
+def _process_kind(pid: int) -> str | None:
+    """``workers`` or ``ray_daemons`` from the command line; None when it cannot be read (exiting)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
-        return "ray_daemons"
+        return None
+    if not cmdline:
+        return None
     if cmdline.startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent")):
         return "ray_daemons"
     worker_marks = ("ray::", "default_worker.py", "orchestration_overhead.py")
@@ -166,7 +181,7 @@ def _synthetic_row(trial_id: str) -> str:
     from multi_agent_pruning.results.trial import TrialResult, strategy_columns
     from multi_agent_pruning.search.tune_trial import row_json
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     row = TrialResult(experiment="overhead", run=0, method="synthetic", model="none", dataset="none", seed=0,
                       trial_id=trial_id, iteration=0, status="ok", top1_after=0.5, started_at=now, finished_at=now,
                       **strategy_columns(Strategy(importance="l2", target_reduction=0.5)))
@@ -301,7 +316,7 @@ def run_child(spec: dict, max_load: float | None = None, max_wait_s: float = 0.0
            **VARIANTS.get(spec.get("variant", "default"), {})}
     load_before = wait_for_load(max_load, max_wait_s)
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env, capture_output=True,
-                          text=True)
+                          text=True, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"run {spec} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -316,7 +331,7 @@ def machine_info() -> dict:
         cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
     versions = {name: metadata.version(name) for name in ("ray", "torch")}
     return {"cpu": cpu, "cores": os.cpu_count(), **versions, "python": platform.python_version(),
-            "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "load_avg": list(os.getloadavg())}
 
 

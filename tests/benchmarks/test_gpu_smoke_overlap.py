@@ -17,7 +17,7 @@ import pytest
 from multi_agent_pruning.results import ResultStore, TrialResult
 
 ROOT = Path(__file__).resolve().parents[2]
-T0 = dt.datetime(2026, 1, 5, 9, 0, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 1, 5, 9, 0, 0, tzinfo=dt.UTC)
 
 
 def _load_gpu_smoke():
@@ -80,9 +80,10 @@ def test_parse_gpu_samples_reads_processes_memory_and_utilisation():
 
 def _write_table(root: Path, spans: list[tuple[float, float]], statuses: list[str]) -> None:
     rows = []
-    for i, ((start, end), status) in enumerate(zip(spans, statuses)):
-        common = dict(experiment="quickstart", run=0, method="multi_agent", model="compact_cnn", dataset="digits",
-                      seed=42, trial_id=f"t{i}", iteration=0, target_kind="macs", started_at=_at(start))
+    for i, ((start, end), status) in enumerate(zip(spans, statuses, strict=True)):
+        common = {"experiment": "quickstart", "run": 0, "method": "multi_agent", "model": "compact_cnn",
+                  "dataset": "digits", "seed": 42, "trial_id": f"t{i}", "iteration": 0, "target_kind": "macs",
+                  "started_at": _at(start)}
         if status == "ok":
             rows.append(TrialResult(**common, strategy_json=json.dumps({"importance": "taylor"}), status="ok",
                                     top1_after=0.9 + i / 100, finished_at=_at(end)))
@@ -142,8 +143,9 @@ def test_main_writes_the_report_files_and_exits_1_on_failure(tmp_path, capsys):
 
 def _run_script(path_dirs: list[Path]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": os.pathsep.join(str(p) for p in path_dirs)}
-    return subprocess.run([shutil.which("bash"), str(ROOT / "benchmarks" / "gpu_smoke.sh")], env=env, capture_output=True,
-                          text=True, timeout=60)
+    script = str(ROOT / "benchmarks" / "gpu_smoke.sh")
+    return subprocess.run([shutil.which("bash"), script], env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
 
 
 def _tools_dir(tmp_path: Path) -> Path:
