@@ -40,6 +40,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -135,12 +136,13 @@ def _process_kind(pid: int) -> str | None:
 
 
 def process_start_time() -> float:
-    """Unix time at which this process started (from /proc)."""
+    """Unix time at which this process started (from /proc, to about 10 ms)."""
     with open("/proc/self/stat", encoding="utf-8") as handle:
         ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
-    with open("/proc/stat", encoding="utf-8") as handle:
-        boot = next(float(line.split()[1]) for line in handle if line.startswith("btime"))
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
+    with open("/proc/uptime", encoding="utf-8") as handle:
+        uptime = float(handle.read().split()[0])
+    # btime in /proc/stat is whole seconds; the uptime clock is not.
+    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def do_work(seconds: float, mode: str, imports: bool) -> tuple[float, float, int, float]:
@@ -219,6 +221,8 @@ def synthetic_trial(config: dict) -> None:
 
 
 def run_tune(spec: dict) -> dict:
+    import ray
+
     from multi_agent_pruning.config import load_config_dict
     from multi_agent_pruning.orchestrator.ray_runtime import init_ray
     from multi_agent_pruning.orchestrator.search import build_tuner, concurrency
@@ -239,6 +243,8 @@ def run_tune(spec: dict) -> dict:
         t0 = time.time()
         tuner.fit()
         t1 = time.time()
+    ray.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)
     spans = [(r["work_start"], r["work_end"], r["pid"], r["process_start"]) for r in searcher.results]
     return {"t0": t0, "t1": t1, "spans": spans, "k": k, "errors": searcher.errors, "cpu": cpu.totals()}
 
