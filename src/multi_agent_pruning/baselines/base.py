@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,7 +67,7 @@ class BasePruningMethod(ABC):
     tunes_ranking = False
 
     def __init__(self) -> None:
-        self._config = None
+        pass
 
     @abstractmethod
     def make_strategy(self, base: Strategy, kinds: Sequence[str] = ()) -> Strategy:
@@ -152,13 +151,6 @@ class BasePruningMethod(ABC):
         return run_single_strategy(self, model_name, target_macs, dataset, config_path=config_path,
                                    output_dir=output_dir, overrides=list(overrides))
 
-    def _experiment_config(self):
-        from multi_agent_pruning.config import load_config_dict
-
-        if self._config is None:
-            self._config = load_config_dict({})
-        return self._config
-
     def load_model(self, model_name: str, **kwargs: Any):
         """A registry model (no weights are downloaded unless ``pretrained=True``)."""
         from multi_agent_pruning.models import create_model
@@ -181,7 +173,3 @@ class BasePruningMethod(ABC):
         train, val = create_loaders(bundle, batch_size)
         fine_tune(model, train, FineTuneConfig(epochs=0.0, steps=steps, lr=lr))
         return float(evaluate(model, val)["top1"])
-
-
-def finite(value: float) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -16,7 +16,7 @@ from typing import Any
 
 from multi_agent_pruning.config import ExperimentConfig, config_to_dict
 from multi_agent_pruning.core.strategy import Strategy
-from multi_agent_pruning.exceptions import ConfigurationError, MultiAgentPruningError
+from multi_agent_pruning.exceptions import ConfigurationError
 from multi_agent_pruning.orchestrator.dense import load_experiment_data, prepare_dense_model
 from multi_agent_pruning.orchestrator.ray_runtime import init_ray
 from multi_agent_pruning.results import ResultStore, TrialResult
@@ -233,7 +233,3 @@ def print_progress(row: TrialResult, done: int, total: int) -> None:
         text = f"{row.status}: {(row.error or '')[:120]}"
     print(f"[{done}/{total}] trial {row.trial_id} it{row.iteration} {row.importance or ''}: {text}",
           file=sys.stderr, flush=True)
-
-
-class SearchFailed(MultiAgentPruningError):
-    """The search ran but produced no successful trial."""
