@@ -59,6 +59,8 @@ VARIANTS = {
     "buffer_16": {"TUNE_RESULT_BUFFER_LENGTH": "16"},
     "new_output": {"RAY_AIR_NEW_OUTPUT": "1"},
     "lean": {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "TUNE_GLOBAL_CHECKPOINT_S": "300"},
+    # Tune's own trial-actor runtime_env kept (before build_tuner dropped it): each slot is a new process.
+    "tune_actor_env": {"MAPR_BENCH_KEEP_TUNE_ACTOR_ENV": "1"},
 }
 RESULT_PREFIX = "RESULT "
 
@@ -225,14 +227,18 @@ def run_tune(spec: dict) -> dict:
 
     from multi_agent_pruning.config import load_config_dict
     from multi_agent_pruning.orchestrator.ray_runtime import init_ray
+    from multi_agent_pruning.orchestrator import search as search_module
     from multi_agent_pruning.orchestrator.search import build_tuner, concurrency
 
+    if os.environ.get("MAPR_BENCH_KEEP_TUNE_ACTOR_ENV"):
+        search_module.use_prestarted_workers = lambda: False
     tmp = tempfile.mkdtemp(prefix="mapr-ovh-")
     cfg = load_config_dict({"hardware": {"device": "cpu", "num_cpus": spec["k"], "cpus_per_trial": 1},
                             "ray": {"temp_dir": os.path.join(tmp, "ray")},
                             "search": {"trials": spec["trials"], "reuse_actors": spec["reuse"]}})
     init_ray(cfg)
     k = concurrency(cfg)
+    settle = wait_for_idle_workers(k, spec.get("settle", 0.0))
     row = _synthetic_row("synthetic")
     configs = [{"index": i, "seconds": spec["seconds"], "work": spec["work"], "imports": spec["imports"],
                 "row_json": row} for i in range(spec["trials"])]
@@ -246,7 +252,31 @@ def run_tune(spec: dict) -> dict:
     ray.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)
     spans = [(r["work_start"], r["work_end"], r["pid"], r["process_start"]) for r in searcher.results]
-    return {"t0": t0, "t1": t1, "spans": spans, "k": k, "errors": searcher.errors, "cpu": cpu.totals()}
+    return {"t0": t0, "t1": t1, "spans": spans, "k": k, "errors": searcher.errors, "cpu": cpu.totals(),
+            "settle_s": settle}
+
+
+def wait_for_idle_workers(k: int, limit: float) -> float | None:
+    """With ``--settle``: wait (at most ``limit`` s) until this process's Ray has ``k`` idle worker
+    processes (``ray::IDLE``, the ones Ray prestarts at ``ray.init``), i.e. until Ray is fully up
+    before W starts, as it is in a real search, where profiling runs first. Seconds waited, or
+    None when not asked."""
+    if limit <= 0:
+        return None
+    import psutil  # ships with Ray (ray/thirdparty_files)
+
+    start = time.time()
+    while time.time() - start < limit:
+        idle = 0
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                idle += proc.cmdline()[:1] == ["ray::IDLE"] or proc.name() == "ray::IDLE"
+            except psutil.Error:
+                pass
+        if idle >= k:
+            break
+        time.sleep(0.05)
+    return round(time.time() - start, 2)
 
 
 def run_master(spec: dict) -> dict:
@@ -304,7 +334,7 @@ def summarise(raw: dict, spec: dict) -> dict:
             "gap_median_s": statistics.median(gaps) if gaps else None, "gap_max_s": max(gaps) if gaps else None,
             "span_mean_s": statistics.fmean(span[1] - span[0] for span in raw["spans"]),
             "processes": len(first_start), "processes_started_before_w": sum(b < raw["t0"] for b in born.values()),
-            "process_boot_median_s": statistics.median(boots),
+            "process_boot_median_s": statistics.median(boots), "settle_s": raw.get("settle_s"),
             **{f"cpu_{kind}_s": seconds for kind, seconds in raw["cpu"].items()}}
 
 
@@ -364,7 +394,7 @@ def plan(args: argparse.Namespace) -> list[dict]:
     for seconds in [s for _ in range(args.repeats) for s in args.seconds]:
         for work in args.work:
             base = {"trials": args.trials, "seconds": seconds, "work": work, "k": args.k,
-                    "imports": args.imports == "trial"}
+                    "imports": args.imports == "trial", "settle": args.settle}
             if not args.no_pool:
                 specs.append({**base, "runner": "pool"})
             specs += [{**base, "runner": "tune", "reuse": r, "variant": v} for v in args.variants for r in reuse]
@@ -385,6 +415,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="run the whole plan this many times, interleaved")
     parser.add_argument("--max-load", type=float, help="before each run, wait until the 1-min load is below this")
     parser.add_argument("--max-wait", type=float, default=600.0, help="longest wait for --max-load, seconds")
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="before W, wait up to this many seconds for Ray's k prestarted idle workers")
     parser.add_argument("--no-pool", action="store_true", help="skip the multiprocessing.Pool runs")
     parser.add_argument("--master", action="store_true", help="also time the master + analysis proposal")
     parser.add_argument("--json", help="write numbers and machine info here")

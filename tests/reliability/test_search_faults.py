@@ -1,8 +1,8 @@
-"""A search in which some trials fail (injected CUDA OOM while fine-tuning every ``l2`` strategy):
+"""A search in which some trials fail (injected CUDA OOM while fine-tuning every ``l1`` strategy):
 the failures are rows, the other trials are ok, the master goes on, and the run exits 0.
 
-The master's first batch of 4 is the policy's first templates: Taylor (x2), then L2 (x2), so the
-fault hits exactly the two L2 trials of iteration 0 and maybe a later mutation to L2.
+The master's first batch of 4 is the policy's first templates: L1 per layer, Taylor, L2, L1 global,
+so the fault hits exactly the two L1 trials of iteration 0 and maybe a later mutation to L1.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-OOM = {"stage": "finetune", "kind": "oom", "importance": "l2"}
+OOM = {"stage": "finetune", "kind": "oom", "importance": "l1"}
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +26,15 @@ def test_failed_trials_are_rows_and_the_search_finishes(oom_run):
     rows = run.rows()
     assert len(rows) == 6 and len({r.trial_id for r in rows}) == 6
     first = [r for r in rows if r.iteration == 0]
-    assert sorted(r.importance for r in first) == ["l2", "l2", "taylor", "taylor"]
+    assert sorted(r.importance for r in first) == ["l1", "l1", "l2", "taylor"]
     failed = [r for r in rows if r.status == "failed"]
-    assert failed and {r.importance for r in failed} == {"l2"}
-    assert {r.trial_id for r in first if r.importance == "l2"} <= {r.trial_id for r in failed}
+    assert failed and {r.importance for r in failed} == {"l1"}
+    assert {r.trial_id for r in first if r.importance == "l1"} <= {r.trial_id for r in failed}
     for row in failed:
         assert row.error_type == "OutOfMemoryError" and row.error == "CUDA out of memory (injected at finetune)"
         assert row.top1_after is None and row.macs is None and row.seconds_prune > 0
     ok = [r for r in rows if r.status == "ok"]
-    assert all(r.importance != "l2" and 0 < r.top1_after <= 1 for r in ok)
+    assert all(r.importance != "l1" and 0 < r.top1_after <= 1 for r in ok)
     assert len(ok) + len(failed) == 6
     # The master went on after the failures: a second iteration ran and proposed none of them again.
     later = [r for r in rows if r.iteration >= 1]

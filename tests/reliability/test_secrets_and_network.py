@@ -1,5 +1,6 @@
 """Security: a planted API key is used (the LLM server receives it) but written nowhere, and the
-local Ray cluster that ``mapruner`` starts is not open to the network without authentication.
+local Ray cluster that ``mapruner`` starts is not open to the network without authentication
+(token mode with a per-run token that is written nowhere).
 
 Checkpoints are loaded with ``weights_only=True`` unless ``model.trust_checkpoint`` is set:
 tests/models/test_model_checkpoint.py::test_pickled_module_needs_trust and, end to end,
@@ -49,7 +50,7 @@ def test_planted_key_reaches_the_llm_server_and_is_written_nowhere(llm_chaos_run
 
 
 _PROBE = textwrap.dedent("""
-    import json, sys
+    import json, os, pathlib, subprocess, sys
     import ray
     import psutil  # Ray ships psutil in ray/thirdparty_files
     from ray._raylet import AuthenticationMode, get_authentication_mode
@@ -58,14 +59,29 @@ _PROBE = textwrap.dedent("""
 
     cfg = load_config("configs/quickstart.yaml", overrides=[f"ray.temp_dir={sys.argv[1]}"])
     assert init_ray(cfg)
-    ray.get(ray.remote(lambda: 1).remote())  # a worker is up too
+    assert ray.get(ray.remote(lambda: 1).remote()) == 1  # a worker is up too, and authenticated
     me = psutil.Process()
     mine = {p.pid: p.name() for p in me.children(recursive=True)} | {me.pid: "driver"}
     listeners = sorted({(c.laddr.ip, c.laddr.port, mine[c.pid]) for c in psutil.net_connections("inet")
                         if c.status == psutil.CONN_LISTEN and c.pid in mine})
+    # A client on this machine without the run's token (what anyone who reaches the ports has).
+    gcs = ray.get_runtime_context().gcs_address
+    stranger = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    stranger["RAY_AUTH_MODE"] = "disabled"
+    join = f"import ray; ray.init(address={gcs!r}); print('JOINED', ray.get(ray.remote(lambda: 2).remote()))"
+    probe = subprocess.run([sys.executable, "-c", join], env=stranger, capture_output=True, text=True, timeout=120)
+    # The same client with the run's token (the positive control: it is the token that matters).
+    friend = subprocess.run([sys.executable, "-c", join], env=dict(os.environ), capture_output=True, text=True,
+                            timeout=120)
+    token = os.environ.get("RAY_AUTH_TOKEN", "")
+    files = [p for p in pathlib.Path(sys.argv[1]).rglob("*") if p.is_file() and not p.is_symlink()]
     print(json.dumps({"nodes": [n["NodeManagerAddress"] for n in ray.nodes()],
                       "token_auth": get_authentication_mode() == AuthenticationMode.TOKEN,
-                      "listeners": listeners}))
+                      "token_len": len(token), "listeners": listeners,
+                      "stranger_joined": "JOINED" in probe.stdout, "stranger_error": probe.stderr[-4000:],
+                      "friend_joined": "JOINED 2" in friend.stdout,
+                      "files": len(files),
+                      "files_with_token": [str(p) for p in files if token and token.encode() in p.read_bytes()]}))
     ray.shutdown()
 """)
 
@@ -81,7 +97,7 @@ def local_cluster(short_tmp, clean_env):
     done = subprocess.run([sys.executable, "-c", _PROBE, str(ray_dir)], check=False, cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "home": home}
 
 
 def _loopback(ip: str) -> bool:
@@ -94,12 +110,21 @@ def test_local_ray_runs_no_dashboard_ui(local_cluster):
     assert 8265 not in ports  # ray.include_dashboard is false: no dashboard / job-submission server
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: init_ray sets RAY_AUTH_MODE=disabled by default, but Ray maps _node_ip_address='127.0.0.1' "
-    "to the host's address (services.resolve_ip_for_localhost) and the GCS, raylet, workers and "
-    "DashboardAgent listen on 0.0.0.0/::, so anyone on the network can drive the local cluster; "
-    "leave token authentication on (Ray's default for local clusters) or set RAY_AUTH_MODE=token "
-    "with a per-run RAY_AUTH_TOKEN"))
-def test_local_ray_is_not_open_to_the_network_without_authentication(local_cluster):
+def test_local_ray_requires_a_per_run_token(local_cluster):
+    # Ray listens on all interfaces (it maps 127.0.0.1 to the host's address), so the cluster that
+    # init_ray starts must authenticate: a fresh random token for this run, known to its processes.
     exposed = [entry for entry in local_cluster["listeners"] if not _loopback(entry[0])]
-    assert local_cluster["token_auth"] or not exposed, (local_cluster["nodes"], exposed)
+    assert exposed, "Ray now binds to loopback only: update docs/reliability.md (B3)"
+    assert local_cluster["token_auth"] and local_cluster["token_len"] == 64
+    # A client without the token is refused; the same client with it joins and runs a task.
+    assert not local_cluster["stranger_joined"]
+    assert "InvalidAuthToken" in local_cluster["stranger_error"], local_cluster["stranger_error"]
+    assert local_cluster["friend_joined"]
+    # The token is not written anywhere: not under the Ray session directory (logs of every
+    # process) and not in the user's home (Ray's default token file).
+    assert local_cluster["files"] >= 10 and local_cluster["files_with_token"] == []
+
+
+def test_local_ray_writes_no_token_to_home(local_cluster):
+    assert not (local_cluster["home"] / ".ray" / "auth_token").exists()
+    assert sorted(p.name for p in local_cluster["home"].rglob("*")) == []

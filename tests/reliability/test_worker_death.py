@@ -25,18 +25,18 @@ def test_worker_that_dies_once_is_retried_and_ends_ok(llm_chaos_run):
 
 @pytest.mark.slow
 def test_worker_that_always_dies_is_one_failed_row(run_prune):
-    fault = {"stage": "prune", "kind": "exit", "importance": "l2"}
+    fault = {"stage": "prune", "kind": "exit", "importance": "l1"}
     run = run_prune("exit", trials=4, settings={"search.batch_size": "4", "search.max_failures": "1"},
                     env={"MAPRUNER_FAULT_INJECTION": json.dumps(fault)})
     assert run.returncode == 0, run.explain()
     rows = run.rows()
     assert len(rows) == 4 and len({r.trial_id for r in rows}) == 4
-    dead = [r for r in rows if r.importance == "l2"]
+    dead = [r for r in rows if r.importance == "l1"]
     assert len(dead) == 2
     for row in dead:
         assert row.status == "failed" and "worker failed" in row.error and "retries were exhausted" in row.error
         assert row.iteration == 0 and row.top1_after is None
-    assert all(r.status == "ok" for r in rows if r.importance != "l2")
+    assert all(r.status == "ok" for r in rows if r.importance != "l1")
     # max_failures=1: each dead trial ran twice (first attempt + one retry), and is still one row.
     for row in dead:
         assert run.stderr.count(f"Trial task failed for trial run_tune_trial_{row.trial_id}") == 2, run.stderr[-3000:]

@@ -6,16 +6,18 @@ The policy is a small evolutionary search with a sensitivity-informed prior:
    multipliers come from the profile's measured sensitivity: kinds whose pruning hurt the
    calibration loss less are pruned more (``m_k ~ (mean_sens / sens_k) ** 0.5``, normalised so the
    MACs-weighted mean multiplier is 1 and clamped to [0.25, 2.5]). The batch walks a fixed list of
-   (criterion, ranking, multipliers) templates that alternates global and per-layer ranking:
-   Taylor + isomorphic + sensitivity multipliers, Taylor per layer (uniform), L2 + isomorphic +
-   sensitivity, L2 per layer, Taylor + isomorphic uniform, LAMP, Taylor global, FPGM, Hessian, ...
-   Each template gets its own recovery learning rate, from 0.3x to 10x the configured one
-   (1x, 4x, 2x, 8x, 0.5x, ...): a short fine-tune is very sensitive to it.
+   templates (criterion, ranking, multipliers, recovery learning rate, distillation weight) that
+   alternates per-layer and global ranking: L1 per layer with distillation, Taylor + isomorphic +
+   sensitivity multipliers, L2 per layer, L1 global, Taylor per layer, LAMP, L2 + isomorphic,
+   FPGM, Hessian, Taylor global. Each template gets its own recovery learning rate, from 0.5x to
+   10x the configured one (3x, 5x, 8x, 4x, 2x, ...; a short recovery after an aggressive prune is
+   very sensitive to it and usually wants more than a full fine-tune's rate), and half of them
+   distil from the dense model (``kd_weight`` 0.5), which helps a short recovery.
 2. **Later batches**: the best ``k`` evaluated strategies are parents. Each child copies a parent
    (rank-weighted choice) and mutates it inside a trust region that shrinks every iteration:
    log-normal noise on each multiplier (sigma 0.35 * 0.7^iteration), on the learning rate
    (sigma 0.5 * 0.8^iteration), occasional crossover of two parents' multipliers, and rarely a switch of
-   criterion (towards criteria that scored well) or of ranking mode.
+   criterion (towards criteria that scored well), of ranking mode or of distillation on/off.
 3. Every proposal is new: strategies already evaluated or already in the batch are redrawn.
 
 Scores are top-1 accuracies after fine-tuning; failed trials count as worst.
@@ -33,10 +35,24 @@ from multi_agent_pruning.core.strategy import Strategy
 __all__ = ["BuiltinPolicy", "Observation", "sensitivity_multipliers"]
 
 _MULT_RANGE = (0.25, 2.5)
-# Recovery learning rates of the first batch, relative to the configured one: a short fine-tune
-# is very sensitive to it, so the prior spreads it over the same decade either side that the
-# Optuna baselines search (measured: a fixed rate lost to tuned baselines, BENCHMARKS.md).
-_LR_FACTORS = (1.0, 4.0, 2.0, 8.0, 0.5, 3.0, 6.0, 1.5, 10.0, 0.3)
+# The first batch's templates: (criterion, global ranking, isomorphic, multipliers, recovery learning
+# rate relative to the configured one, distillation weight). Measured on digits (BENCHMARKS.md,
+# search quality runs 1-3): a fixed rate lost to Optuna-tuned baselines, the tuned ones won with
+# 3-8x the configured rate, per-layer L1 ranking and distillation; so those come first, with
+# global/isomorphic Taylor (the Isomorphic Pruning recipe) second. "sens": sensitivity multipliers.
+_TEMPLATES = (
+    ("l1", False, False, "uniform", 5.0, 0.5),
+    ("taylor", True, True, "sens", 3.0, 0.5),
+    ("l2", False, False, "uniform", 8.0, 0.0),
+    ("l1", True, False, "uniform", 4.0, 0.5),
+    ("taylor", False, False, "uniform", 6.0, 0.0),
+    ("lamp", True, True, "sens", 2.0, 0.5),
+    ("l2", True, True, "sens", 10.0, 0.0),
+    ("fpgm", False, False, "uniform", 3.0, 0.5),
+    ("hessian", True, True, "sens", 1.5, 0.0),
+    ("taylor", True, False, "sens", 1.0, 0.5),
+)
+_KD_CHOICES = (0.0, 0.5)
 
 
 @dataclass(frozen=True)
@@ -101,20 +117,14 @@ class BuiltinPolicy:
 
     # -- first batch ---------------------------------------------------------------------------
     def _first_batch(self, kinds, base: Strategy, has_attention: bool) -> list[Strategy]:
-        sens = sensitivity_multipliers(kinds)
-        uniform = {k: 1.0 for k in kinds}
-        templates = [
-            ("taylor", True, True, sens), ("taylor", False, False, uniform), ("l2", True, True, sens),
-            ("l2", False, False, uniform), ("taylor", True, True, uniform), ("lamp", True, True, sens),
-            ("taylor", True, False, sens), ("fpgm", False, False, uniform), ("hessian", True, True, sens),
-            ("l1", True, True, uniform),
-        ]
+        multipliers = {"sens": sensitivity_multipliers(kinds), "uniform": {k: 1.0 for k in kinds}}
         out = []
-        for (criterion, global_pruning, isomorphic, mult), lr_factor in zip(templates, _LR_FACTORS):
+        for criterion, global_pruning, isomorphic, mult, lr_factor, kd in _TEMPLATES:
             if criterion not in self.criteria:
                 continue
             out.append(base.replace(importance=criterion, global_pruning=global_pruning,
-                                    isomorphic=isomorphic and global_pruning, group_multipliers=mult or {},
+                                    isomorphic=isomorphic and global_pruning,
+                                    group_multipliers=multipliers[mult] or {}, kd_weight=kd,
                                     prune_num_heads=base.prune_num_heads if has_attention else False,
                                     learning_rate=_round_lr(base.learning_rate * lr_factor)))
         return out
@@ -141,6 +151,8 @@ class BuiltinPolicy:
         changes["learning_rate"] = _round_lr(lr)
         if self.rng.random() < 0.15 * scale:
             changes["importance"] = self._criterion(history, parent.importance)
+        if self.rng.random() < 0.15 * scale:
+            changes["kd_weight"] = _KD_CHOICES[1] if parent.kd_weight == 0 else _KD_CHOICES[0]
         if self.rng.random() < 0.1 * scale:
             iso = not parent.isomorphic
             changes.update(isomorphic=iso, global_pruning=True if iso else parent.global_pruning)

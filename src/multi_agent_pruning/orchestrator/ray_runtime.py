@@ -1,22 +1,58 @@
-"""Starting or joining Ray: local clusters on 127.0.0.1 (node address and dashboard), quiet, no
-usage stats. Ray's GCS/raylet/worker ports still listen on all interfaces: see docs/reliability.md."""
+"""Starting or joining Ray: local clusters quiet, without usage stats, dashboard on 127.0.0.1 and
+token authentication with a fresh token per run.
+
+Ray resolves a local node address of 127.0.0.1 to the host's address, and its GCS, raylet and
+worker ports listen on all interfaces (docs/reliability.md), so a local cluster without
+authentication can be driven by anyone on the network. Unless ``RAY_AUTH_MODE`` is set, the
+cluster that :func:`init_ray` starts therefore requires a token: a random one made for this run,
+passed to Ray's processes through the environment (``RAY_AUTH_TOKEN``) and written nowhere.
+``RAY_AUTH_MODE=disabled`` (what the test suite and the Makefile use on a machine of its own)
+turns it off; ``RAY_AUTH_MODE=token`` with your own ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``
+uses yours."""
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import tempfile
 
 from multi_agent_pruning.config import ExperimentConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["init_ray", "resolve_address"]
+__all__ = ["init_ray", "local_auth", "resolve_address"]
 
 
 def resolve_address(cfg: ExperimentConfig, address: str | None) -> str | None:
     """The cluster to join: ``--address``, then ``ray.address``, then ``RAY_ADDRESS``; None = local."""
     return address or cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def local_auth(environ: "os._Environ[str] | dict[str, str]") -> str:
+    """Authentication of a local cluster we start: ``RAY_AUTH_MODE`` as the user set it, else token
+    mode with a fresh random token for this run (in ``environ``: Ray's processes inherit it).
+    Returns the mode."""
+    mode = environ.get("RAY_AUTH_MODE")
+    if mode is not None:
+        if mode.lower() == "disabled":
+            logger.info("RAY_AUTH_MODE=disabled: the local Ray cluster accepts unauthenticated connections")
+        return mode.lower()
+    environ["RAY_AUTH_MODE"] = "token"
+    if not environ.get("RAY_AUTH_TOKEN") and not environ.get("RAY_AUTH_TOKEN_PATH"):
+        environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    if environ is os.environ:
+        _refresh_ray_auth_config()
+    return "token"
+
+
+def _refresh_ray_auth_config() -> None:
+    """Ray reads RAY_AUTH_MODE / RAY_AUTH_TOKEN once, into its C++ config and token cache, when it
+    is first imported; re-read them (as Ray itself does when it turns token mode on)."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def init_ray(cfg: ExperimentConfig, address: str | None = None) -> bool:
@@ -34,9 +70,8 @@ def init_ray(cfg: ExperimentConfig, address: str | None = None) -> bool:
         logger.info("joining the Ray cluster at %s", target)
         ray.init(address=target, **quiet)
         return False
-    # Only a cluster we start ourselves (on 127.0.0.1) runs without token authentication; when
-    # joining one, Ray's own detection (RAY_AUTH_MODE, or an existing token) decides.
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # When joining a cluster, Ray's own detection (RAY_AUTH_MODE, or an existing token) decides.
+    local_auth(os.environ)
     hw = cfg.hardware
     temp_dir = cfg.ray.temp_dir or os.path.join(tempfile.gettempdir(), "mapruner-ray")
     ray.init(

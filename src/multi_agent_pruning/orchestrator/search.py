@@ -28,7 +28,7 @@ from multi_agent_pruning.search.tune_trial import run_tune_trial
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_tuner", "concurrency", "profile_with_actor", "run_search", "trial_resources"]
+__all__ = ["build_tuner", "concurrency", "profile_with_actor", "run_search", "trial_resources", "use_prestarted_workers"]
 
 
 def trial_resources(cfg: ExperimentConfig) -> dict[str, float]:
@@ -106,10 +106,34 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
             "batch_size": batch_size}
 
 
+def use_prestarted_workers() -> bool:
+    """Lets Tune's trial actors start in the idle worker processes Ray prestarts.
+
+    Tune gives every trial actor ``runtime_env={"env_vars": {"PL_DISABLE_FORK": "1"}}`` (a
+    PyTorch Lightning workaround, ``ray/tune/execution/class_cache.py``). An actor whose
+    runtime_env differs from the job's cannot use the workers Ray prestarts at ``ray.init``: each
+    trial slot then starts a new Python process first (about 1-2 s here, BENCHMARKS.md). This
+    project does not use Lightning, so the default is dropped; the variables Tune propagates from
+    the driver (AWS credentials, Ray Train flags) are still propagated when they are set. Returns
+    True when Tune's default was there to drop (False on a Ray without it: nothing to do).
+    """
+    try:
+        from ray.tune.execution import class_cache
+    except ImportError:  # pragma: no cover - a Ray that moved the module
+        return False
+    defaults = getattr(class_cache, "DEFAULT_ENV_VARS", None)
+    if not isinstance(defaults, dict) or "PL_DISABLE_FORK" not in defaults:
+        return False
+    defaults.pop("PL_DISABLE_FORK")
+    logger.debug("Tune trial actors: dropped PL_DISABLE_FORK from their runtime_env (prestarted workers)")
+    return True
+
+
 def build_tuner(cfg: ExperimentConfig, trainable: Any, searcher: Any, *, budget: int, parallel: int, name: str,
                 storage: Any, callbacks: list | None = None) -> tune.Tuner:
     """The Tuner every search uses: per-trial resources, concurrency limit, retries, actor reuse."""
     search_cfg = cfg.effective_search()
+    use_prestarted_workers()
     return tune.Tuner(
         tune.with_resources(trainable, trial_resources(cfg)),
         tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=parallel),
