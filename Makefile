@@ -11,9 +11,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 export RAY_USAGE_STATS_ENABLED := 0
-export RAY_AUTH_MODE := disabled
+# The suite's throwaway clusters (`ray start --head` + `ray job submit` included) run without
+# authentication on this machine; `make run` and the benchmarks keep mapruner's default (a local
+# cluster that requires a fresh token per run, docs/reliability.md).
+test test-slow test-reliability: export RAY_AUTH_MODE := disabled
 
-.PHONY: venv run test test-slow bench bench-full bench-engine bench-overhead clean
+.PHONY: venv run test test-slow test-reliability bench bench-full bench-engine bench-overhead clean
 
 venv: $(STAMP)
 
@@ -35,6 +38,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# The long reliability checks (a worker that always dies, a disk that fills mid-search); CI runs
+# them after `make test` (a few minutes).
+test-reliability: $(STAMP)
+	$(BIN)/python -m pytest -m slow tests/reliability $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/search_quality.py --quick

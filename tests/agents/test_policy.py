@@ -27,13 +27,13 @@ def test_first_batch_walks_the_templates_in_order():
     batch = BuiltinPolicy(seed=0).propose(KINDS, BASE, [], batch_size=4, iteration=0)
     described = [(s.importance, s.global_pruning, s.isomorphic, s.learning_rate, s.kd_weight) for s in batch]
     assert described == [
-        ("l1", False, False, 5e-3, 0.5),
+        ("l1", True, False, 5e-3, 0.5),
+        ("l1", False, False, 8e-3, 0.5),
         ("taylor", True, True, 3e-3, 0.5),
-        ("l2", False, False, 8e-3, 0.0),
-        ("l1", True, False, 4e-3, 0.5),
+        ("l2", False, False, 4e-3, 0.0),
     ]
     assert batch[0].group_multipliers == {"stage1": 1.0, "stage2": 1.0, "stage3": 1.0}
-    assert batch[1].group_multipliers == sensitivity_multipliers(KINDS)
+    assert batch[2].group_multipliers == sensitivity_multipliers(KINDS)
     # The target and the recovery budget are the base's.
     assert {(s.target_reduction, s.finetune_steps) for s in batch} == {(0.8, None)}
 
@@ -62,8 +62,8 @@ def test_later_batches_are_new_and_refine_the_best():
         proposals += batch
         history += [Observation(s, 0.1) for s in batch]
     # The first four templates were all tried: everything later is a mutation, mostly of the best
-    # parent (L1 per layer with distillation).
-    assert sum(s.importance == "l1" and not s.global_pruning for s in proposals) >= 8
+    # parent (L1 global with distillation).
+    assert sum(s.importance == "l1" and s.global_pruning for s in proposals) >= 8
     # Mutations move the learning rate and the multipliers, and sometimes distillation on/off.
     assert len({s.learning_rate for s in proposals}) >= 10
     assert {s.kd_weight for s in proposals} == {0.0, 0.5}

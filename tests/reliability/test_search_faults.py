@@ -1,7 +1,7 @@
 """A search in which some trials fail (injected CUDA OOM while fine-tuning every ``l1`` strategy):
 the failures are rows, the other trials are ok, the master goes on, and the run exits 0.
 
-The master's first batch of 4 is the policy's first templates: L1 per layer, Taylor, L2, L1 global,
+The master's first batch of 4 is the policy's first templates: L1 global, L1 per layer, Taylor, L2,
 so the fault hits exactly the two L1 trials of iteration 0 and maybe a later mutation to L1.
 """
 

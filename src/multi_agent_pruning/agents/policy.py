@@ -7,10 +7,10 @@ The policy is a small evolutionary search with a sensitivity-informed prior:
    calibration loss less are pruned more (``m_k ~ (mean_sens / sens_k) ** 0.5``, normalised so the
    MACs-weighted mean multiplier is 1 and clamped to [0.25, 2.5]). The batch walks a fixed list of
    templates (criterion, ranking, multipliers, recovery learning rate, distillation weight) that
-   alternates per-layer and global ranking: L1 per layer with distillation, Taylor + isomorphic +
-   sensitivity multipliers, L2 per layer, L1 global, Taylor per layer, LAMP, L2 + isomorphic,
-   FPGM, Hessian, Taylor global. Each template gets its own recovery learning rate, from 0.5x to
-   10x the configured one (3x, 5x, 8x, 4x, 2x, ...; a short recovery after an aggressive prune is
+   alternates per-layer and global ranking: L1 global and L1 per layer with distillation, Taylor +
+   isomorphic + sensitivity multipliers, L2 per layer, Taylor per layer, LAMP, L2 + isomorphic,
+   FPGM, Hessian, Taylor global. Each template gets its own recovery learning rate, from 1x to
+   10x the configured one (5x, 8x, 3x, 4x, 6x, ...; a short recovery after an aggressive prune is
    very sensitive to it and usually wants more than a full fine-tune's rate), and half of them
    distil from the dense model (``kd_weight`` 0.5), which helps a short recovery.
 2. **Later batches**: the best ``k`` evaluated strategies are parents. Each child copies a parent
@@ -37,14 +37,15 @@ __all__ = ["BuiltinPolicy", "Observation", "sensitivity_multipliers"]
 _MULT_RANGE = (0.25, 2.5)
 # The first batch's templates: (criterion, global ranking, isomorphic, multipliers, recovery learning
 # rate relative to the configured one, distillation weight). Measured on digits (BENCHMARKS.md,
-# search quality runs 1-3): a fixed rate lost to Optuna-tuned baselines, the tuned ones won with
-# 3-8x the configured rate, per-layer L1 ranking and distillation; so those come first, with
-# global/isomorphic Taylor (the Isomorphic Pruning recipe) second. "sens": sensitivity multipliers.
+# search quality runs 1-4): a fixed rate lost to Optuna-tuned baselines, the tuned ones won with
+# 3-8x the configured rate, L1 magnitude ranking (global or per layer) and distillation; so those
+# come first, then global/isomorphic Taylor (the Isomorphic Pruning recipe). "sens": sensitivity
+# multipliers.
 _TEMPLATES = (
-    ("l1", False, False, "uniform", 5.0, 0.5),
+    ("l1", True, False, "uniform", 5.0, 0.5),
+    ("l1", False, False, "uniform", 8.0, 0.5),
     ("taylor", True, True, "sens", 3.0, 0.5),
-    ("l2", False, False, "uniform", 8.0, 0.0),
-    ("l1", True, False, "uniform", 4.0, 0.5),
+    ("l2", False, False, "uniform", 4.0, 0.0),
     ("taylor", False, False, "uniform", 6.0, 0.0),
     ("lamp", True, True, "sens", 2.0, 0.5),
     ("l2", True, True, "sens", 10.0, 0.0),

@@ -93,10 +93,16 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
                                            if k not in ("trial_id", "iteration")},
                               history=existing, record=record, start_iteration=start_iteration)
     grid = None
-    if budget > 0:
-        trainable = tune.with_parameters(run_tune_trial, context=context)
-        grid = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
-                           name=f"{method}-run{context.run}", storage=paths.tune).fit()
+    try:
+        if budget > 0:
+            trainable = tune.with_parameters(run_tune_trial, context=context)
+            grid = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
+                               name=f"{method}-run{context.run}", storage=paths.tune).fit()
+    finally:
+        # Free their processes now: a comparison runs one search per method and run, and the
+        # Tune state may keep the handles (and so the actors, ~0.8 GB each) alive until exit.
+        for actor in (master, analysis):
+            ray.kill(actor)
     if record.error is not None:
         raise record.error  # rows already stored are intact; --resume continues once fixed
     if save_best:
