@@ -26,9 +26,15 @@ daemons (raylet, GCS, dashboard, agents) and the worker processes (trial work pl
 start-up). Every run is a fresh subprocess (fresh Ray, its own environment); ``--max-load``
 waits for a quiet machine before each run and every row records the 1-minute load.
 
+Variants (``--variants``) set environment variables for a Tune run; ``tune_actor_env`` keeps
+Tune's own trial-actor runtime_env (``PL_DISABLE_FORK``), which ``build_tuner`` drops so that
+trial actors start in Ray's prestarted workers: it measures what that change saves.
+``--settle S`` starts W only once Ray's k prestarted workers are idle (at most S seconds).
+
 Usage:
     .venv/bin/python benchmarks/orchestration_overhead.py --seconds 5 1 0.2 --work cpu sleep \
-        [--reuse both] [--variants default lean] [--imports trial] [--master] [--json out.json]
+        [--reuse both] [--variants default tune_actor_env lean] [--settle 15] [--imports trial] \
+        [--master] [--json out.json]
 """
 
 from __future__ import annotations

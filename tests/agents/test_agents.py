@@ -83,7 +83,7 @@ def test_master_proposes_distinct_new_strategies_and_stops(profile):
     keys = {Strategy.from_dict({k: v for k, v in s.items() if k not in ("importance_criterion", "pruning_ratio")}).key()
             for s in first["strategies"]}
     assert len(keys) == 4
-    assert first["strategy"]["importance_criterion"] == "taylor" and first["strategy"]["pruning_ratio"] == 0.5
+    assert first["strategy"]["importance_criterion"] == "l1" and first["strategy"]["pruning_ratio"] == 0.5
     history = _history(first["strategies"], [0.6, 0.7, None, 0.5])
     second = master.execute({"profile_results": profile, "target_ratio": 0.5, "history": history,
                              "revision_number": 1})

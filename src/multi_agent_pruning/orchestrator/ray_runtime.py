@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import tempfile
+from collections.abc import MutableMapping
 
 from multi_agent_pruning.config import ExperimentConfig
 
@@ -29,7 +30,7 @@ def resolve_address(cfg: ExperimentConfig, address: str | None) -> str | None:
     return address or cfg.ray.address or os.environ.get("RAY_ADDRESS") or None
 
 
-def local_auth(environ: "os._Environ[str] | dict[str, str]") -> str:
+def local_auth(environ: MutableMapping[str, str]) -> str:
     """Authentication of a local cluster we start: ``RAY_AUTH_MODE`` as the user set it, else token
     mode with a fresh random token for this run (in ``environ``: Ray's processes inherit it).
     Returns the mode."""
