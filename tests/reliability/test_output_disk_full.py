@@ -83,9 +83,10 @@ def test_results_path_taken_by_a_file_fails_naming_it(run_prune):
     run = run_prune("blocked", trials=2, settings={"search.batch_size": "2", "search.max_iterations": "1"},
                     prepare=block)
     results = run.out / "results"
-    assert run.returncode == 1, run.explain()
+    # Refused before anything runs (bad input: exit 2), naming the path; nothing overwritten.
+    assert run.returncode == 2, run.explain()
     last_line = run.stderr.rstrip().splitlines()[-1]
-    assert last_line == f"mapruner prune: failed: Result store root {results} is not a directory"
-    assert results.read_text() == "not a folder"  # nothing overwritten
-    assert not (run.out / "summary.json").exists()
-    assert json.loads((run.out / "experiment.json").read_text())["status"] == "running"
+    assert last_line == f"mapruner prune: error: results path {results} exists and is not a directory"
+    assert results.read_text() == "not a folder"
+    assert not (run.out / "summary.json").exists() and not (run.out / "experiment.json").exists()
+    assert sorted(p.name for p in run.out.iterdir() if p.name != "ray") == ["results"]
