@@ -67,6 +67,9 @@ VARIANTS = {
     "lean": {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "TUNE_GLOBAL_CHECKPOINT_S": "300"},
     # Tune's own trial-actor runtime_env kept (before build_tuner dropped it): each slot is a new process.
     "tune_actor_env": {"MAPR_BENCH_KEEP_TUNE_ACTOR_ENV": "1"},
+    # mapruner's default local cluster: token authentication with a per-run token (the other
+    # variants run with RAY_AUTH_MODE=disabled, as the test suite does). None = unset.
+    "token_auth": {"RAY_AUTH_MODE": None},
 }
 RESULT_PREFIX = "RESULT "
 
@@ -356,6 +359,7 @@ def run_child(spec: dict, max_load: float | None = None, max_wait_s: float = 0.0
     """Runs one spec in a fresh interpreter with the variant's environment."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
            **VARIANTS.get(spec.get("variant", "default"), {})}
+    env = {key: value for key, value in env.items() if value is not None}
     load_before = wait_for_load(max_load, max_wait_s)
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env, capture_output=True,
                           text=True, check=False)
