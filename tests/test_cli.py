@@ -41,3 +41,23 @@ def test_models_lists_computed_macs(capsys):
     assert main(["models", "deit_small"]) == 0
     out = capsys.readouterr().out
     assert "deit_small_patch16_224" in out and "4.61" in out and "22.05" in out
+
+
+@pytest.mark.parametrize("module", ["multi_agent_pruning", "multi_agent_pruning.cli"])
+def test_python_dash_m_runs_the_registered_commands(module, tmp_path):
+    """``python -m`` runs the same commands as the ``mapruner`` entry point (the subcommands
+    register on the imported module, not on the ``__main__`` copy)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    done = subprocess.run([sys.executable, "-m", module, "validate-config", str(config)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "KeyError" not in done.stderr
+    bad = subprocess.run([sys.executable, "-m", module, "validate-config",
+                          str(tmp_path / "missing.yaml")], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert bad.returncode == 2, bad.stderr
+    assert "missing.yaml" in bad.stderr

@@ -113,5 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":  # pragma: no cover  (python -m multi_agent_pruning.cli)
+    # Run the imported module's main: the commands register on ``multi_agent_pruning.cli``, not
+    # on this ``__main__`` copy of it.
+    from multi_agent_pruning.cli import main as _main
+
+    sys.exit(_main())
