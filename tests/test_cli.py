@@ -56,8 +56,10 @@ def test_python_dash_m_runs_the_registered_commands(module, tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "KeyError" not in done.stderr
-    bad = subprocess.run([sys.executable, "-m", module, "validate-config",
-                          str(tmp_path / "missing.yaml")], capture_output=True, text=True, timeout=120,
-                         cwd=tmp_path)
+    # ``prune`` registers from cli_commands: the old ``python -m multi_agent_pruning.cli`` died
+    # here with KeyError: 'prune' before reading any argument.
+    bad = subprocess.run([sys.executable, "-m", module, "prune", "--config", str(tmp_path / "missing.yaml")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert bad.returncode == 2, bad.stderr
+    assert "KeyError" not in bad.stderr
     assert "missing.yaml" in bad.stderr
