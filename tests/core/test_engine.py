@@ -185,3 +185,33 @@ def test_kind_caps_and_min_channels_are_enforced(deit_tiny):
         assert block.attn.head_dim * block.attn.num_heads >= 8
     with pytest.raises(PruningError, match="'conv'"):
         apply_strategy(deit_tiny, Strategy(importance="l2", kind_max_pruning={"conv": 0.3}), x)
+
+
+@pytest.mark.parametrize("options", [
+    # Strategies that failed in the search-quality benchmark (run 4, digits-vit) with
+    # "attention layer with qkv of 30 features cannot have 3 heads": the per-layer cap cut
+    # torch-pruning's head-shaped selection to a channel count the 3 heads could not share.
+    {"importance": "taylor", "isomorphic": True, "round_to": 4, "head_pruning_ratio": 0.0024,
+     "group_multipliers": {"attention": 1.4261, "embed": 0.4416, "mlp": 0.285}},
+    {"importance": "taylor", "isomorphic": True, "round_to": None, "head_pruning_ratio": 0.2378,
+     "group_multipliers": {"attention": 0.8733, "embed": 0.4573, "mlp": 0.253}},
+    {"importance": "lamp", "isomorphic": False, "round_to": 8, "head_pruning_ratio": 0.036,
+     "group_multipliers": {"attention": 1.2854, "embed": 0.8197, "mlp": 0.2863}},
+])
+def test_capped_attention_keeps_heads_of_equal_width(options):
+    from multi_agent_pruning.models.catalog import deit_micro
+
+    torch.manual_seed(0)
+    model = deit_micro().eval()  # 4 blocks, embed 96, 3 heads of 32
+    x = torch.randn(1, 1, 16, 16)
+    strategy = Strategy(target_reduction=0.8, global_pruning=True, prune_num_heads=True, prune_head_dims=True,
+                        **options)
+    result = apply_strategy(model, strategy, x, random_calibration((1, 16, 16), num_classes=10, batches=2))
+    attention = [b.attn for b in result.model.blocks]
+    for attn in attention:
+        assert attn.qkv.out_features == 3 * attn.num_heads * attn.head_dim
+        assert attn.proj.in_features == attn.num_heads * attn.head_dim
+    # The per-layer cap (max_layer_pruning 0.9) holds: at least 10 % of each block's 96 channels.
+    assert min(a.num_heads * a.head_dim for a in attention) >= 10
+    assert max(a.num_heads * a.head_dim for a in attention) < 96  # and the attention was pruned
+    check_pruned(result, model, x, 0.8, num_classes=10)

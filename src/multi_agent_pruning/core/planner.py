@@ -143,6 +143,14 @@ class SelectionPlanner:
             if isinstance(m, nn.Module) and self.DG.get_pruner_of_module(m) is not None:
                 self._channels[m] = (self.DG.get_out_channels(m), self.DG.get_in_channels(m))
         self.unmatched_groups = [g.key_name for g in groups if not any(g.key in s.keys for s in scopes)]
+        # Roots of attention groups: the qkv projection (out channels: q, k, v blocks of heads x
+        # head_dim) and the output projection (in channels: heads x head_dim).
+        self._attention_roots: dict[int, tuple[nn.Module, int]] = {}
+        for m in model.modules():
+            if isinstance(m, _timm_attention_types()):
+                self._attention_roots[id(m.qkv)] = (m.qkv, 3)
+                self._attention_roots[id(m.proj)] = (m.qkv, 1)
+        self._step_heads: dict[nn.Module, int] = dict(pruner.num_heads)
 
     # -- pruner state ------------------------------------------------------------------------
     def _install_scopes(self) -> None:
@@ -206,6 +214,7 @@ class SelectionPlanner:
         DG.check_pruning_group = lambda group: True
         try:
             pruner.current_step += 1
+            self._step_heads = dict(pruner.num_heads)
             selections = list(pruner._prune())
         finally:
             del DG.get_all_groups, DG.get_pruning_group, DG.check_pruning_group
@@ -228,21 +237,101 @@ class SelectionPlanner:
         keep_min = min(total, max(self.min_channels, math.ceil(total * (1 - cap) - 1e-9)))
         if total - len(idxs) >= keep_min:
             return idxs
+        attention = self._attention_roots.get(id(module))
+        if attention is not None and (attention[1] == 3) == out:
+            return self._cap_attention(module, fn, idxs, total, keep_min, *attention)
         scores = self.pruner.importance.scores(module, fn)
         if scores is None or len(scores) != total:
             return idxs[: max(0, total - keep_min)]  # grouped channels: keep the layout, cap the count
         order = sorted(idxs, key=lambda i: float(scores[i]))
         return sorted(order[: max(0, total - keep_min)])
 
+    def _cap_attention(self, module: nn.Module, fn, idxs: list[int], total: int, keep_min: int,
+                       qkv: nn.Module, blocks: int) -> list[int]:
+        """``capped`` for an attention root, keeping every remaining head the same width.
+
+        torch-pruning selects whole heads plus the same dimensions inside every head; cutting
+        that selection to a count (as for plain channels) leaves a width the heads cannot share
+        (e.g. 10 features for 3 heads). Here the per-head dimensions are given back first (the
+        most important ones), then whole heads (the most important ones), and ``num_heads`` of
+        the pruner follows the heads given back.
+        """
+        heads = self._step_heads.get(qkv, self.pruner.num_heads.get(qkv, 0))
+        unit = total // blocks  # one block: heads x head_dim channels
+        if heads < 1 or unit % heads or total % blocks:
+            return idxs[: max(0, total - keep_min)]
+        head_dim = unit // heads
+        chosen = {i for i in idxs if i < unit}  # q, k and v are selected alike
+        scores = self.pruner.importance.scores(module, fn)
+        unit_scores = None
+        if scores is not None and len(scores) == total:
+            unit_scores = [sum(float(scores[b * unit + i]) for b in range(blocks)) for i in range(unit)]
+
+        def weight(channels) -> float:
+            return sum(unit_scores[c] for c in channels) if unit_scores is not None else 0.0
+
+        def head_weight(h: int) -> float:
+            return weight(range(h * head_dim, (h + 1) * head_dim))
+
+        need = math.ceil(keep_min / blocks)
+        removed = [h for h in range(heads) if all(h * head_dim + o in chosen for o in range(head_dim))]
+        removed.sort(key=head_weight)
+        # Give back whole heads (the most important first) while even full-width remaining heads
+        # would be too few.
+        while removed and (heads - len(removed)) * head_dim < need:
+            removed.pop()
+        kept = [h for h in range(heads) if h not in removed]
+        # The dimensions selected in every remaining head (a head given back had all of them).
+        offsets = [o for o in range(head_dim) if all(h * head_dim + o in chosen for h in kept)]
+        max_offsets = max(0, min(len(offsets), head_dim - math.ceil(need / len(kept))))
+        offsets.sort(key=lambda o: weight(h * head_dim + o for h in kept))
+        offsets = offsets[:max_offsets]  # the least important stay selected
+        # torch-pruning counted its head selection before asking for this group; the heads that
+        # are really removed are those decided here.
+        self.pruner.num_heads[qkv] = len(kept)
+        if qkv in self.pruner.out_channel_groups:
+            self.pruner.out_channel_groups[qkv] = len(kept)
+        selected = {h * head_dim + o for h in removed for o in range(head_dim)}
+        selected |= {h * head_dim + o for h in kept for o in offsets}
+        return sorted(b * unit + i for b in range(blocks) for i in selected)
+
     def prune(self) -> None:
         """Runs the scheduled pruning step for real, with the same per-layer cap as the dry run."""
-        DG = self.DG
-        real_get_group = DG.get_pruning_group
-        DG.get_pruning_group = lambda module, fn, idxs: real_get_group(module, fn, self.capped(module, fn, idxs))
+        DG, pruner = self.DG, self.pruner
+        real_get_group, real_get_all = DG.get_pruning_group, DG.get_all_groups
+        real_reroot = pruner._downstream_node_as_root_if_attention
+
+        def capped_group(module, fn, idxs):
+            return real_get_group(module, fn, self.capped(module, fn, idxs))
+
+        # Only the selected channels are capped: enumerating the groups (all channels) and
+        # re-rooting attention groups use the real call, as in the dry run.
+        def get_all_groups(*args, **kwargs):
+            groups = real_get_all(*args, **kwargs)
+            while True:
+                DG.get_pruning_group = real_get_group
+                try:
+                    group = next(groups)
+                except StopIteration:
+                    return
+                finally:
+                    DG.get_pruning_group = capped_group
+                yield group
+
+        def reroot(group):
+            DG.get_pruning_group = real_get_group
+            try:
+                return real_reroot(group)
+            finally:
+                DG.get_pruning_group = capped_group
+
+        DG.get_pruning_group, DG.get_all_groups = capped_group, get_all_groups
+        pruner._downstream_node_as_root_if_attention = reroot
+        self._step_heads = dict(pruner.num_heads)
         try:
-            self.pruner.step()
+            pruner.step()
         finally:
-            del DG.get_pruning_group
+            del DG.get_pruning_group, DG.get_all_groups, pruner._downstream_node_as_root_if_attention
 
     def _group_dependents(self, module: nn.Module, fn) -> list[tuple[object, str, float]]:
         """``(target, "out"|"in", removed per root channel)`` for the full group rooted here."""
