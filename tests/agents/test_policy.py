@@ -64,10 +64,23 @@ def test_later_batches_are_new_and_refine_the_best():
     # The first four templates were all tried: everything later is a mutation, mostly of the best
     # parent (L1 global with distillation).
     assert sum(s.importance == "l1" and s.global_pruning for s in proposals) >= 8
-    # Mutations move the learning rate and the multipliers, and sometimes distillation on/off.
-    assert len({s.learning_rate for s in proposals}) >= 10
+    # Mutations move the learning rate most often, then the multipliers, and sometimes distillation,
+    # round_to and the ranking mode.
+    assert len({s.learning_rate for s in proposals}) >= 6
+    assert len({tuple(sorted(s.group_multipliers.items())) for s in proposals}) >= 4
     assert {s.kd_weight for s in proposals} == {0.0, 0.5}
+    assert len({s.round_to for s in proposals}) >= 2
     assert all(0.25 <= m <= 2.5 for s in proposals for m in s.group_multipliers.values())
+
+    # Each child changes one or two genes of a strategy evaluated before it.
+    def genes(s):
+        return (s.learning_rate, tuple(sorted(s.group_multipliers.items())), s.kd_weight, s.round_to,
+                (s.global_pruning, s.isomorphic), s.importance)
+
+    earlier = list(first)
+    for child in proposals:
+        assert min(sum(a != b for a, b in zip(genes(child), genes(p))) for p in earlier) <= 2
+        earlier.append(child)
 
 
 def test_proposals_are_reproducible_from_the_seed():

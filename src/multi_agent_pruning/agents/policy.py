@@ -14,10 +14,12 @@ The policy is a small evolutionary search with a sensitivity-informed prior:
    very sensitive to it and usually wants more than a full fine-tune's rate), and half of them
    distil from the dense model (``kd_weight`` 0.5), which helps a short recovery.
 2. **Later batches**: the best ``k`` evaluated strategies are parents. Each child copies a parent
-   (rank-weighted choice) and mutates it inside a trust region that shrinks every iteration:
-   log-normal noise on each multiplier (sigma 0.35 * 0.7^iteration), on the learning rate
-   (sigma 0.5 * 0.8^iteration), occasional crossover of two parents' multipliers, and rarely a switch of
-   criterion (towards criteria that scored well), of ranking mode or of distillation on/off.
+   (rank-weighted choice) and changes one of its genes (two in 40 % of the children) inside a
+   trust region that shrinks every iteration: the learning rate (log-normal, sigma
+   0.5 * 0.8^iteration), the per-kind multipliers (log-normal on each, sigma 0.35 * 0.7^iteration,
+   sometimes averaged with another parent's first), distillation on/off, ``round_to`` (none, 2, 4,
+   8), the ranking mode (per layer, global, isomorphic) or the criterion (towards criteria that
+   scored well). Odds 3 : 2 : 1 : 1 : 0.7 : 0.7.
 3. Every proposal is new: strategies already evaluated or already in the batch are redrawn.
 
 Scores are top-1 accuracies after fine-tuning; failed trials count as worst.
@@ -54,6 +56,10 @@ _TEMPLATES = (
     ("taylor", True, False, "sens", 1.0, 0.5),
 )
 _KD_CHOICES = (0.0, 0.5)
+# What a mutation may change, with its odds (see ``BuiltinPolicy._mutate``).
+_GENES = {"lr": 3.0, "multipliers": 2.0, "kd": 1.0, "round_to": 1.0, "ranking": 0.7, "criterion": 0.7}
+_ROUND_TO = (None, 2, 4, 8)
+_RANKINGS = ((False, False), (True, False), (True, True))  # (global, isomorphic): per layer, global, isomorphic
 
 
 @dataclass(frozen=True)
@@ -140,24 +146,46 @@ class BuiltinPolicy:
         return self.rng.choices(elites, weights=weights)[0].strategy
 
     def _mutate(self, parent: Strategy, history, kinds, iteration: int, attempt: int) -> Strategy:
+        """A child that differs from ``parent`` in one gene (sometimes two), inside the trust region.
+
+        Genes (with their odds): recovery learning rate (3), per-kind multipliers (2), distillation
+        on/off (1), ``round_to`` (1), ranking mode (0.7), criterion (0.7). Changing one thing at a
+        time keeps what made the parent good; at this budget a trial's noise is as large as most
+        differences between neighbours, so more draws near the best parents pay off.
+        """
         scale = self.exploration / 0.3
-        sigma = 0.35 * scale * (0.7 ** max(0, iteration - 1)) * (1 + attempt / 50)
-        mult = dict(parent.group_multipliers) or {k: 1.0 for k in kinds}
-        other = self._pick_parent(history, [], parent)
-        if other.group_multipliers and self.rng.random() < 0.3:
-            mult = {k: (mult.get(k, 1.0) + other.group_multipliers.get(k, 1.0)) / 2 for k in mult}
-        mult = {k: _clamp(v * math.exp(self.rng.gauss(0.0, sigma))) for k, v in mult.items()}
-        changes: dict = {"group_multipliers": mult}
-        lr = parent.learning_rate * math.exp(self.rng.gauss(0.0, 0.5 * scale * (0.8 ** iteration)))
-        changes["learning_rate"] = _round_lr(lr)
-        if self.rng.random() < 0.15 * scale:
-            changes["importance"] = self._criterion(history, parent.importance)
-        if self.rng.random() < 0.15 * scale:
+        widen = 1 + attempt / 50  # repeated collisions with seen strategies widen the steps
+        genes = self._pick_genes(2 if self.rng.random() < 0.4 else 1)
+        changes: dict = {}
+        if "lr" in genes:
+            sigma = 0.5 * scale * (0.8 ** iteration) * widen
+            changes["learning_rate"] = _round_lr(parent.learning_rate * math.exp(self.rng.gauss(0.0, sigma)))
+        if "multipliers" in genes:
+            sigma = 0.35 * scale * (0.7 ** max(0, iteration - 1)) * widen
+            mult = dict(parent.group_multipliers) or {k: 1.0 for k in kinds}
+            other = self._pick_parent(history, [], parent)
+            if other.group_multipliers and self.rng.random() < 0.3:
+                mult = {k: (mult.get(k, 1.0) + other.group_multipliers.get(k, 1.0)) / 2 for k in mult}
+            changes["group_multipliers"] = {k: _clamp(v * math.exp(self.rng.gauss(0.0, sigma)))
+                                            for k, v in mult.items()}
+        if "kd" in genes:
             changes["kd_weight"] = _KD_CHOICES[1] if parent.kd_weight == 0 else _KD_CHOICES[0]
-        if self.rng.random() < 0.1 * scale:
-            iso = not parent.isomorphic
-            changes.update(isomorphic=iso, global_pruning=True if iso else parent.global_pruning)
+        if "round_to" in genes:
+            changes["round_to"] = self.rng.choice([r for r in _ROUND_TO if r != parent.round_to])
+        if "ranking" in genes:
+            current = (parent.global_pruning, parent.isomorphic and parent.global_pruning)
+            global_pruning, isomorphic = self.rng.choice([m for m in _RANKINGS if m != current])
+            changes.update(global_pruning=global_pruning, isomorphic=isomorphic)
+        if "criterion" in genes:
+            changes["importance"] = self._criterion(history, parent.importance)
         return parent.replace(**changes)
+
+    def _pick_genes(self, count: int) -> set[str]:
+        names, weights = list(_GENES), list(_GENES.values())
+        chosen: set[str] = set()
+        while len(chosen) < count:
+            chosen.add(self.rng.choices(names, weights=weights)[0])
+        return chosen
 
     def _criterion(self, history: Sequence[Observation], current: str) -> str:
         means: dict[str, list[float]] = {}
