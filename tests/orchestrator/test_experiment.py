@@ -42,3 +42,16 @@ def test_resume_with_nothing_to_resume_is_bad_input(fast_config, tmp_path):
     with pytest.raises(ConfigurationError, match="no experiment to resume"):
         run_experiment(fast_config(), output_dir=tmp_path / "empty", resume=True, progress=False)
     assert not (tmp_path / "empty").exists()
+
+
+def test_master_policy_is_seeded_with_the_run_seed(fast_config):
+    """Comparisons run seeds experiment.seed + run: each run's master must search independently."""
+    from types import SimpleNamespace
+
+    from multi_agent_pruning.orchestrator.search import master_settings
+
+    cfg = fast_config("experiment.seed=7")
+    settings = [master_settings(cfg, SimpleNamespace(seed=7 + run), batch_size=2) for run in range(3)]
+    assert [s["seed"] for s in settings] == [7, 8, 9]
+    assert {s["batch_size"] for s in settings} == {2}
+    assert settings[0]["max_iterations"] == 2  # from the config (search.max_iterations=2)

@@ -61,6 +61,14 @@ def profile_with_actor(cfg: ExperimentConfig, context: TrialContext) -> dict[str
     return out["profile"]
 
 
+def master_settings(cfg: ExperimentConfig, context: TrialContext, batch_size: int) -> dict[str, Any]:
+    """The master agent's config for one search. Its policy is seeded with the run's seed
+    (``experiment.seed + run`` in comparisons), so repeated runs are independent searches."""
+    search_cfg = cfg.effective_search()
+    return {"max_iterations": search_cfg.max_iterations, "convergence_threshold": search_cfg.convergence_threshold,
+            "batch_size": batch_size, "exploration": cfg.agents.master_agent.exploration, "seed": context.seed}
+
+
 def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialContext, *, resume: bool = False,
                progress: bool = True, save_best: bool = True) -> dict[str, Any]:
     """Profiles, then lets the master actor drive a Ray Tune search; every row lands in the store."""
@@ -74,9 +82,7 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
     target = {"kind": cfg.target.kind, "reduction": cfg.target.reduction, "budget": cfg.target.budget}
     parallel = concurrency(cfg)
     batch_size = search_cfg.batch_size or max(parallel, math.ceil(search_cfg.trials / search_cfg.max_iterations))
-    master_config = {"max_iterations": search_cfg.max_iterations, "convergence_threshold": search_cfg.convergence_threshold,
-                     "batch_size": batch_size, "exploration": cfg.agents.master_agent.exploration,
-                     "seed": cfg.experiment.seed}
+    master_config = master_settings(cfg, context, batch_size)
     if cfg.llm_enabled():
         from multi_agent_pruning.agents.llm import LLMSettings
 
