@@ -196,3 +196,21 @@ def test_replayed_llm_run_proposes_the_same_strategies(profile, llm_server, make
     second = replay.execute({"profile_results": profile, "target_ratio": 0.5, "history": [], "revision_number": 0})
     assert second["strategies"] == first["strategies"]
     assert len(llm_server.chat_requests) == 1
+
+
+def test_master_never_reproposes_pending_strategies(profile):
+    master = MasterAgent({"max_iterations": 5, "convergence_threshold": 0.0, "batch_size": 4})
+    first = master.execute({"profile_results": profile, "target_ratio": 0.5, "history": [], "revision_number": 0})
+
+    def key(s):
+        return Strategy.from_dict({k: v for k, v in s.items() if k not in ("importance_criterion", "pruning_ratio")}).key()
+
+    done, running = first["strategies"][:2], first["strategies"][2:]
+    second = master.execute({"profile_results": profile, "target_ratio": 0.5, "revision_number": 1,
+                             "history": _history(done, [0.6, 0.7]),
+                             "pending": [{k: v for k, v in s.items() if k not in ("importance_criterion", "pruning_ratio")}
+                                         for s in running]})
+    assert len(second["strategies"]) == 4
+    assert not {key(s) for s in second["strategies"]} & {key(s) for s in first["strategies"]}
+    # Pending strategies are not failures: the confidence counts the two scored trials only.
+    assert second["directives"]["best_score"] == 0.7 and second["confidence"] > 0

@@ -50,6 +50,7 @@ class MasterAgent(BaseAgent):
     ``execute`` input: ``profile_results`` (a profile or its dict), ``target_ratio`` (fraction
     removed) or ``base_strategy`` (a Strategy/dict carrying the target and recovery budget),
     ``history`` (evaluated strategies with ``score``/``top1_after`` and ``status``),
+    ``pending`` (strategies issued to trials still running: never proposed again, not scored),
     ``dataset_info``, ``revision_number`` and optionally ``batch_size``.
     """
 
@@ -71,9 +72,10 @@ class MasterAgent(BaseAgent):
             iteration = int(input_data.get("revision_number", 0))
             batch_size = int(input_data.get("batch_size", self.config.get("batch_size", 4)))
             history = history_observations(input_data.get("history", []))
+            pending = _pending_strategies(input_data.get("pending", []))
             kinds = profile.kinds
             strategies, source, llm_info = self._propose(profile, kinds, base, history, batch_size, iteration,
-                                                         input_data)
+                                                         input_data, pending)
         best = max((o.score for o in history if o.score is not None), default=None)
         cont, reason = self._should_continue(iteration, best, history)
         return self.result(
@@ -94,24 +96,27 @@ class MasterAgent(BaseAgent):
             revision_number=iteration,
         )
 
-    def _propose(self, profile: Profile, kinds, base, history, batch_size, iteration, input_data):
+    def _propose(self, profile: Profile, kinds, base, history, batch_size, iteration, input_data,
+                 pending: list[Strategy] = ()):
         has_attention = any(g.num_heads for g in profile.groups)
         llm_info: dict[str, Any] = {"used": False}
         strategies: list[Strategy] = []
         source = "builtin"
         if self.llm_client is not None:
-            strategies, llm_info = self._ask_llm(profile, kinds, base, history, batch_size, input_data)
+            strategies, llm_info = self._ask_llm(profile, kinds, base, history, batch_size, input_data, pending)
             source = "llm" if strategies else "builtin (llm fallback)"
         elif not self._said_no_llm:
             self.logger.info("no LLM configured: the master uses its built-in search policy")
             self._said_no_llm = True
         if len(strategies) < batch_size:
-            seen = history + [Observation(s, None) for s in strategies]
+            # Pending and just-proposed strategies only count for novelty (no score, not failures:
+            # the policy ranks parents and criteria by scored observations alone).
+            seen = history + [Observation(s, None) for s in [*pending, *strategies]]
             strategies += self.policy.propose(kinds, base, seen, batch_size - len(strategies), iteration,
                                               has_attention=has_attention)
         return strategies[:batch_size], source, llm_info
 
-    def _ask_llm(self, profile, kinds, base, history, batch_size, input_data):
+    def _ask_llm(self, profile, kinds, base, history, batch_size, input_data, pending: list[Strategy] = ()):
         from multi_agent_pruning.agents.llm import propose_with_llm
 
         limits = dict(input_data.get("safety_limits") or profile.safety_limits or {})
@@ -122,10 +127,11 @@ class MasterAgent(BaseAgent):
             "target": {"kind": base.target_kind, "reduction": base.target_reduction, "budget": base.target_budget},
             "safety_limits": limits, "batch_size": batch_size, "base_strategy": base.to_dict(),
             "history": [{"strategy": o.strategy.to_dict(), "result": {"top1": o.score}} for o in history],
+            "running": [s.to_dict() for s in pending],
         }
         outcome = propose_with_llm(self.llm_client, context, base=base, known_kinds=set(kinds),
                                    limits=limits, batch_size=batch_size,
-                                   exclude_keys={o.strategy.key() for o in history})
+                                   exclude_keys={o.strategy.key() for o in history} | {s.key() for s in pending})
         info = {
             "used": True, "outcome": outcome.outcome, "reasoning": outcome.reasoning, "error": outcome.error,
             "rejected": [list(r) if isinstance(r, tuple) else r for r in outcome.rejected],
@@ -146,6 +152,16 @@ class MasterAgent(BaseAgent):
         if threshold > 0 and best is not None and previous is not None and best - previous < threshold:
             return False, f"converged: best accuracy improved by {best - previous:.4f} < {threshold}"
         return True, None
+
+
+def _pending_strategies(items: list[Any]) -> list[Strategy]:
+    """Strategies issued to trials that have not finished (dicts, JSON text or Strategy)."""
+    out = []
+    for item in items or []:
+        if isinstance(item, str):
+            item = json.loads(item)
+        out.append(item if isinstance(item, Strategy) else Strategy.from_dict(item))
+    return out
 
 
 def _as_profile(value: Any) -> Profile:

@@ -1,9 +1,12 @@
 """A Ray Tune searcher driven by the master agent.
 
 ``suggest`` hands out one strategy at a time from the master's current batch (after the
-analysis agent approved it); when the batch is used up it waits until every trial of the
-iteration finished, then asks the master for the next batch with the full history. Rejected
-proposals and trials that died become rows too.
+analysis agent approved it). When the batch is used up and a trial slot is free, it asks the
+master for the next batch as soon as at least one trial finished since the last proposal, with
+the full history and the strategies still running (``pending``: never proposed again). So slots
+do not idle while the slowest trial of a batch runs, and Ray Tune keeps its trial actors (an
+actor left without a trial is released, and a new one costs a fresh process). Rejected proposals
+and trials that died become rows too.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class MasterSearcher(Searcher):
         self.queue: list[Strategy] = []
         self.running: dict[str, tuple[Strategy, int]] = {}
         self.finished = False
+        self.completed_since_proposal = 0
         self.stop_reason: str | None = None
         self.iterations_run = 0
 
@@ -68,8 +72,8 @@ class MasterSearcher(Searcher):
         if self.finished or self.issued >= self.budget or getattr(self.record, "error", None) is not None:
             return Searcher.FINISHED
         if not self.queue:
-            if self.running:
-                return None  # the next batch needs this iteration's results
+            if self.running and not self.completed_since_proposal:
+                return None  # nothing new to learn from yet: wait for a result
             self._next_batch()
             if not self.queue:
                 return Searcher.FINISHED if self.finished else None
@@ -88,13 +92,16 @@ class MasterSearcher(Searcher):
                                      **self.identifiers, trial_id=trial_id, iteration=iteration)
         self.record(row)
         self.history.append({"strategy_json": row.strategy_json, "top1_after": row.top1_after, "status": row.status})
+        self.completed_since_proposal += 1
 
     def _next_batch(self, attempts: int = 3) -> None:
         for _ in range(attempts):
             size = min(self.batch_size, self.budget - self.issued)
             proposal = ray.get(self.master.execute.remote({
                 "profile_results": self.profile, "base_strategy": self.base.to_dict(), "history": self.history,
+                "pending": [strategy.to_dict() for strategy, _ in self.running.values()],
                 "revision_number": self.iteration, "batch_size": size}))
+            self.completed_since_proposal = 0
             if not proposal["continue_iterations"]:
                 self.finished, self.stop_reason = True, proposal.get("stop_reason")
                 logger.info("master stops the search: %s", self.stop_reason)
