@@ -13,6 +13,9 @@ only sees scheduling latency. The trainable reports ``{"score", "row_json"}`` li
 ``row_json`` being a real ``TrialResult`` row. The searcher is a small ``Searcher`` that hands
 out N configs: the master agent's proposal time is not in W; ``--master`` times one
 ``MasterAgent.execute`` + ``AnalysisAgent.execute`` on a tiny profile separately.
+``--searchers master`` runs the same work through the real ``MasterSearcher`` instead (master
+and analysis actors, batches of k, a TinyResNet profile made before W): the whole multi_agent
+search path, proposals included.
 
 Metrics: W = wall time of ``tuner.fit()`` (Ray already started) or of the pool (created to
 joined); ideal = N t / k; overhead per trial = (W - ideal) k / N; efficiency = ideal / W.
@@ -53,6 +56,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from importlib import metadata
 from typing import Self
 
@@ -222,6 +226,74 @@ def _searcher_class():
     return FixedConfigSearcher
 
 
+def _master_searcher(spec: dict, k: int):
+    """The real ``MasterSearcher`` with real master and analysis actors on a TinyResNet profile;
+    each suggestion also carries the synthetic work and a row for its strategy (built here, in
+    the driver, so the trial processes import nothing more than with the fixed searcher)."""
+    import ray
+    import torch
+
+    from multi_agent_pruning.actors import create_actors
+    from multi_agent_pruning.agents import ProfilingAgent
+    from multi_agent_pruning.core.strategy import Strategy
+    from multi_agent_pruning.data import load_dataset
+    from multi_agent_pruning.results.trial import TrialResult, strategy_columns
+    from multi_agent_pruning.search.searcher import MasterSearcher
+    from multi_agent_pruning.search.tune_trial import row_json
+    from multi_agent_pruning.testing.tiny import TinyResNet, calibration_batches
+
+    torch.manual_seed(0)
+    digits = load_dataset("digits")
+    profile = ProfilingAgent({"enable_caching": False}).execute(
+        {"model": TinyResNet().eval(), "model_name": "tiny", "dataset": "digits", "input_size": (1, 16, 16),
+         "calibration": calibration_batches(digits)})["profile"]
+    master, analysis = create_actors({"batch_size": k, "max_iterations": 10 * spec["trials"],
+                                      "convergence_threshold": 0.0, "seed": 0},
+                                     {"safety_enforcement": "strict"}, store_root=None, experiment="overhead",
+                                     method="multi_agent")
+    ids = {"experiment": "overhead", "run": 0, "method": "multi_agent", "model": "tiny", "dataset": "digits",
+           "seed": 0}
+    # The two actors start in fresh processes (torch and the agents imported): that one-off cost
+    # is measured here, before W, and reported as actor_start_s.
+    start = time.time()
+    ray.get([master.ping.remote(), analysis.ping.remote()])
+    actor_start_s = time.time() - start
+
+    class BenchMasterSearcher(MasterSearcher):
+        def __init__(self) -> None:
+            super().__init__(master, analysis, profile=profile, target={"kind": "macs", "reduction": 0.5,
+                                                                        "budget": None},
+                             base=Strategy(target_reduction=0.5), budget=spec["trials"], batch_size=k,
+                             identifiers=ids, history=[], record=self.rows_append)
+            self.rows, self.results, self.errors, self.count = [], [], 0, 0
+            self.actor_start_s = actor_start_s
+
+        def rows_append(self, row) -> None:
+            self.rows.append(row)
+
+        def suggest(self, trial_id: str):
+            config = super().suggest(trial_id)
+            if not isinstance(config, dict):
+                return config
+            self.count += 1
+            strategy = Strategy.from_json(config["strategy"])
+            now = datetime.datetime.now(datetime.UTC)
+            # A made-up score that differs between strategies, so the policy has something to rank.
+            score = 0.5 + (zlib.crc32(strategy.key().encode()) % 1000) / 4000
+            row = TrialResult(**ids, trial_id=trial_id, iteration=config["iteration"], status="ok", top1_after=score,
+                              started_at=now, finished_at=now, **strategy_columns(strategy))
+            return {**config, "index": self.count, "seconds": spec["seconds"], "work": spec["work"],
+                    "imports": spec["imports"], "row_json": row_json(row)}
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            super().on_trial_complete(trial_id, result, error)
+            self.errors += int(error or result is None)
+            if result is not None and not error:
+                self.results.append(result)
+
+    return BenchMasterSearcher()
+
+
 def synthetic_trial(config: dict) -> None:
     """The function trainable: the work, then one report shaped like the real trial's."""
     from ray import tune
@@ -251,7 +323,10 @@ def run_tune(spec: dict) -> dict:
     row = _synthetic_row("synthetic")
     configs = [{"index": i, "seconds": spec["seconds"], "work": spec["work"], "imports": spec["imports"],
                 "row_json": row} for i in range(spec["trials"])]
-    searcher = _searcher_class()(configs)
+    if spec.get("searcher", "fixed") == "master":
+        searcher = _master_searcher(spec, k)
+    else:
+        searcher = _searcher_class()(configs)
     tuner = build_tuner(cfg, synthetic_trial, searcher, budget=spec["trials"], parallel=k, name="overhead",
                         storage=os.path.join(tmp, "tune"))
     with ProcessTreeCPU() as cpu:
@@ -262,7 +337,7 @@ def run_tune(spec: dict) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     spans = [(r["work_start"], r["work_end"], r["pid"], r["process_start"]) for r in searcher.results]
     return {"t0": t0, "t1": t1, "spans": spans, "k": k, "errors": searcher.errors, "cpu": cpu.totals(),
-            "settle_s": settle}
+            "settle_s": settle, "actor_start_s": getattr(searcher, "actor_start_s", None)}
 
 
 def wait_for_idle_workers(k: int, limit: float) -> float | None:
@@ -344,6 +419,7 @@ def summarise(raw: dict, spec: dict) -> dict:
             "span_mean_s": statistics.fmean(span[1] - span[0] for span in raw["spans"]),
             "processes": len(first_start), "processes_started_before_w": sum(b < raw["t0"] for b in born.values()),
             "process_boot_median_s": statistics.median(boots), "settle_s": raw.get("settle_s"),
+            "actor_start_s": raw.get("actor_start_s"),
             **{f"cpu_{kind}_s": seconds for kind, seconds in raw["cpu"].items()}}
 
 
@@ -390,12 +466,16 @@ def print_rows(rows: list[dict]) -> None:
     """The measured runs, one line each (the table's header is HEADER)."""
     for r in rows:
         runner = r["runner"] if r["runner"] == "pool" else f"tune reuse={r['reuse']}"
+        if r.get("searcher", "fixed") == "master":
+            runner = f"master reuse={r['reuse']}"
         gap = f"{r['gap_median_s']:5.2f}" if r["gap_median_s"] is not None else "    -"
         print(f"{r['seconds']:5.1f} {r['work']:>5} {runner:>18} {r.get('variant', '-'):>15} {r['wall_s']:7.2f} "
               f"{r['ideal_s']:6.1f} {r['overhead_per_trial_s']:9.3f} {r['efficiency']:5.3f} {r['head_s']:5.2f} "
               f"{gap} {r['tail_s']:5.2f} {r['span_mean_s']:5.2f} {r['processes']:5d} {r['process_boot_median_s']:5.2f} "
               f"{r['cpu_driver_s']:7.1f} {r['cpu_ray_daemons_s']:7.1f} "
               f"{r['cpu_workers_s']:7.1f} {r['load_1m_before']:4.1f}>{r['load_1m_after']:<4.1f}")
+        if r.get("actor_start_s") is not None:
+            print(f"{'':>5} master and analysis actors started in {r['actor_start_s']:.2f} s (before W, not in it)")
 
 
 def plan(args: argparse.Namespace) -> list[dict]:
@@ -407,7 +487,8 @@ def plan(args: argparse.Namespace) -> list[dict]:
                     "imports": args.imports == "trial", "settle": args.settle}
             if not args.no_pool:
                 specs.append({**base, "runner": "pool"})
-            specs += [{**base, "runner": "tune", "reuse": r, "variant": v} for v in args.variants for r in reuse]
+            specs += [{**base, "runner": "tune", "reuse": r, "variant": v, "searcher": searcher}
+                      for searcher in args.searchers for v in args.variants for r in reuse]
     return specs
 
 
@@ -420,6 +501,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reuse", choices=("both", "true", "false"), default="both", help="search.reuse_actors")
     parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=["default"],
                         help="Tune environment settings to measure")
+    parser.add_argument("--searchers", nargs="+", choices=("fixed", "master"), default=["fixed"],
+                        help="'fixed': hands out N configs; 'master': the real MasterSearcher with the master "
+                             "and analysis actors (batches of k, pipelined), the search path of multi_agent")
     parser.add_argument("--imports", choices=("none", "trial"), default="none",
                         help=f"'trial': each worker process imports {REAL_TRIAL_MODULE} like the real trainable")
     parser.add_argument("--repeats", type=int, default=1, help="run the whole plan this many times, interleaved")
