@@ -78,7 +78,6 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
                 if r["run"] == context.run] if resume else []
     search_cfg = cfg.effective_search()
     budget = search_cfg.trials - sum(1 for r in existing if r["status"] != "rejected")
-    profile = profile_with_actor(cfg, context)
     target = {"kind": cfg.target.kind, "reduction": cfg.target.reduction, "budget": cfg.target.budget}
     parallel = concurrency(cfg)
     batch_size = search_cfg.batch_size or max(parallel, math.ceil(search_cfg.trials / search_cfg.max_iterations))
@@ -87,19 +86,22 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
         from multi_agent_pruning.agents.llm import LLMSettings
 
         master_config["llm_settings"] = LLMSettings.from_config(cfg.llm)
+    # Started first: their processes (torch and the agents to import, seconds each) boot while the
+    # profiling actor works, instead of after it.
     master, analysis = create_actors(master_config, {"safety_enforcement": cfg.agents.analysis_agent.safety_enforcement},
                                      store_root=str(paths.results) if resume else None,
                                      experiment=cfg.experiment.name, method=method)
-    record = RowSink(store, existing={r["trial_id"] for r in existing}, total=len(existing) + max(budget, 0),
-                     progress=print_progress if progress else None)
-    start_iteration = 1 + max((r["iteration"] for r in existing), default=-1)
-    searcher = MasterSearcher(master, analysis, profile=profile, target=target, base=base_strategy(cfg),
-                              budget=max(budget, 0), batch_size=batch_size,
-                              identifiers={k: v for k, v in context.identifiers("", 0).items()
-                                           if k not in ("trial_id", "iteration")},
-                              history=existing, record=record, start_iteration=start_iteration)
     grid = None
     try:
+        profile = profile_with_actor(cfg, context)
+        record = RowSink(store, existing={r["trial_id"] for r in existing}, total=len(existing) + max(budget, 0),
+                         progress=print_progress if progress else None)
+        start_iteration = 1 + max((r["iteration"] for r in existing), default=-1)
+        searcher = MasterSearcher(master, analysis, profile=profile, target=target, base=base_strategy(cfg),
+                                  budget=max(budget, 0), batch_size=batch_size,
+                                  identifiers={k: v for k, v in context.identifiers("", 0).items()
+                                               if k not in ("trial_id", "iteration")},
+                                  history=existing, record=record, start_iteration=start_iteration)
         if budget > 0:
             trainable = tune.with_parameters(run_tune_trial, context=context)
             grid = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
