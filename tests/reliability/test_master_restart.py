@@ -9,18 +9,12 @@ analysis agent exactly as the searcher does, with scores attached.
 from __future__ import annotations
 
 import pytest
-import torch
 
-from multi_agent_pruning.agents import AnalysisAgent, MasterAgent, ProfilingAgent
+from multi_agent_pruning.agents import AnalysisAgent, MasterAgent
 from multi_agent_pruning.core.strategy import Strategy
-from multi_agent_pruning.data import load_dataset
 from multi_agent_pruning.results import ResultStore, TrialResult
 from multi_agent_pruning.results.trial import strategy_columns
-from multi_agent_pruning.testing.tiny import (
-    TinyResNet,
-    calibration_batches,
-    train_briefly,
-)
+from multi_agent_pruning.testing.tiny import tiny_profile
 
 EXPERIMENT, METHOD = "restart", "multi_agent"
 TARGET = {"kind": "macs", "reduction": 0.5, "budget": None}
@@ -31,12 +25,7 @@ SCORES = {0: [0.70, 0.80, None, 0.60], 1: [0.805, 0.50]}
 
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory):
-    digits = load_dataset("digits")
-    torch.manual_seed(0)
-    model = train_briefly(TinyResNet(), digits, steps=30)
-    agent = ProfilingAgent({"cache_dir": str(tmp_path_factory.mktemp("profiles"))})
-    return agent.execute({"model": model, "model_name": "tiny", "dataset": "digits", "input_size": (1, 16, 16),
-                          "calibration": calibration_batches(digits, n=1)})["profile"]
+    return tiny_profile(tmp_path_factory.mktemp("profiles"), steps=30, batches=1)
 
 
 def _approved(profile, proposal) -> list[Strategy]:

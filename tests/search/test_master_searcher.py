@@ -6,33 +6,25 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from multi_agent_pruning.actors import create_actors
-from multi_agent_pruning.agents import ProfilingAgent
 from multi_agent_pruning.core.strategy import Strategy
-from multi_agent_pruning.data import load_dataset
 from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 from multi_agent_pruning.search.searcher import MasterSearcher
-from multi_agent_pruning.testing.tiny import TinyResNet, calibration_batches, train_briefly
+from multi_agent_pruning.testing.tiny import tiny_profile
 
 IDS = {"experiment": "pipe", "run": 0, "method": "multi_agent", "model": "tiny", "dataset": "digits", "seed": 0}
 
 
 @pytest.fixture(scope="module")
 def profile(tmp_path_factory):
-    digits = load_dataset("digits")
-    torch.manual_seed(0)
-    model = train_briefly(TinyResNet(), digits, steps=40)
-    agent = ProfilingAgent({"cache_dir": str(tmp_path_factory.mktemp("cache"))})
-    return agent.execute({"model": model, "model_name": "tiny", "dataset": "digits", "input_size": (1, 16, 16),
-                          "calibration": calibration_batches(digits)})["profile"]
+    return tiny_profile(tmp_path_factory.mktemp("cache"), steps=40, batches=2)
 
 
 def ok_report(suggestion: dict, top1: float) -> dict:
     strategy = Strategy.from_json(suggestion["strategy"])
-    columns = {k: v for k, v in strategy_columns(strategy).items()}
-    row = TrialResult(**IDS, trial_id=suggestion["trial_id"], iteration=suggestion["iteration"], **columns,
+    row = TrialResult(**IDS, trial_id=suggestion["trial_id"], iteration=suggestion["iteration"],
+                      **strategy_columns(strategy),
                       top1_after=top1, status="ok")
     return {"row_json": json.dumps(row.to_row(), default=str)}
 

@@ -28,10 +28,7 @@ def history_observations(history: list[Mapping[str, Any]]) -> list[Observation]:
     ``score`` or ``top1_after`` (None, or a status other than ``ok``, counts as failed)."""
     observations = []
     for item in history or []:
-        raw = item.get("strategy", item.get("strategy_json"))
-        if isinstance(raw, str):
-            raw = json.loads(raw)
-        strategy = raw if isinstance(raw, Strategy) else Strategy.from_dict(raw)
+        strategy = _as_strategy(item.get("strategy", item.get("strategy_json")))
         score = item.get("score", item.get("top1_after"))
         if item.get("status", "ok") != "ok" or score is None or score != score:  # NaN check
             score = None
@@ -72,7 +69,7 @@ class MasterAgent(BaseAgent):
             iteration = int(input_data.get("revision_number", 0))
             batch_size = int(input_data.get("batch_size", self.config.get("batch_size", 4)))
             history = history_observations(input_data.get("history", []))
-            pending = _pending_strategies(input_data.get("pending", []))
+            pending = [_as_strategy(item) for item in input_data.get("pending") or []]
             kinds = profile.kinds
             strategies, source, llm_info = self._propose(profile, kinds, base, history, batch_size, iteration,
                                                          input_data, pending)
@@ -154,14 +151,11 @@ class MasterAgent(BaseAgent):
         return True, None
 
 
-def _pending_strategies(items: list[Any]) -> list[Strategy]:
-    """Strategies issued to trials that have not finished (dicts, JSON text or Strategy)."""
-    out = []
-    for item in items or []:
-        if isinstance(item, str):
-            item = json.loads(item)
-        out.append(item if isinstance(item, Strategy) else Strategy.from_dict(item))
-    return out
+def _as_strategy(raw: Any) -> Strategy:
+    """A Strategy from a Strategy, its dict or its JSON text."""
+    if isinstance(raw, str):
+        raw = json.loads(raw)
+    return raw if isinstance(raw, Strategy) else Strategy.from_dict(raw)
 
 
 def _as_profile(value: Any) -> Profile:

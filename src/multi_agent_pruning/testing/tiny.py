@@ -71,3 +71,16 @@ def calibration_batches(bundle, n: int = 2, batch_size: int = 32):
     from multi_agent_pruning.data import take_calibration_batches
 
     return take_calibration_batches(bundle, n, batch_size)
+
+
+def tiny_profile(cache_dir: str, steps: int = 30, batches: int = 1) -> dict:
+    """The profiling agent's profile of a TinyResNet trained ``steps`` steps on digits (seed 0)."""
+    from multi_agent_pruning.agents import ProfilingAgent
+    from multi_agent_pruning.data import load_dataset
+
+    digits = load_dataset("digits")
+    torch.manual_seed(0)
+    model = train_briefly(TinyResNet(), digits, steps=steps)
+    agent = ProfilingAgent({"cache_dir": str(cache_dir)})
+    return agent.execute({"model": model, "model_name": "tiny", "dataset": "digits", "input_size": (1, 16, 16),
+                          "calibration": calibration_batches(digits, n=batches)})["profile"]
