@@ -226,27 +226,34 @@ def _searcher_class():
     return FixedConfigSearcher
 
 
+def _tiny_profile() -> dict:
+    """The profiling agent's profile of an untrained TinyResNet on digits (no cache)."""
+    import torch
+
+    from multi_agent_pruning.agents import ProfilingAgent
+    from multi_agent_pruning.data import load_dataset
+    from multi_agent_pruning.testing.tiny import TinyResNet, calibration_batches
+
+    torch.manual_seed(0)
+    digits = load_dataset("digits")
+    return ProfilingAgent({"enable_caching": False}).execute(
+        {"model": TinyResNet().eval(), "model_name": "tiny", "dataset": "digits", "input_size": (1, 16, 16),
+         "calibration": calibration_batches(digits)})["profile"]
+
+
 def _master_searcher(spec: dict, k: int):
     """The real ``MasterSearcher`` with real master and analysis actors on a TinyResNet profile;
     each suggestion also carries the synthetic work and a row for its strategy (built here, in
     the driver, so the trial processes import nothing more than with the fixed searcher)."""
     import ray
-    import torch
 
     from multi_agent_pruning.actors import create_actors
-    from multi_agent_pruning.agents import ProfilingAgent
     from multi_agent_pruning.core.strategy import Strategy
-    from multi_agent_pruning.data import load_dataset
     from multi_agent_pruning.results.trial import TrialResult, strategy_columns
     from multi_agent_pruning.search.searcher import MasterSearcher
     from multi_agent_pruning.search.tune_trial import row_json
-    from multi_agent_pruning.testing.tiny import TinyResNet, calibration_batches
 
-    torch.manual_seed(0)
-    digits = load_dataset("digits")
-    profile = ProfilingAgent({"enable_caching": False}).execute(
-        {"model": TinyResNet().eval(), "model_name": "tiny", "dataset": "digits", "input_size": (1, 16, 16),
-         "calibration": calibration_batches(digits)})["profile"]
+    profile = _tiny_profile()
     master, analysis = create_actors({"batch_size": k, "max_iterations": 10 * spec["trials"],
                                       "convergence_threshold": 0.0, "seed": 0},
                                      {"safety_enforcement": "strict"}, store_root=None, experiment="overhead",
@@ -264,12 +271,9 @@ def _master_searcher(spec: dict, k: int):
             super().__init__(master, analysis, profile=profile, target={"kind": "macs", "reduction": 0.5,
                                                                         "budget": None},
                              base=Strategy(target_reduction=0.5), budget=spec["trials"], batch_size=k,
-                             identifiers=ids, history=[], record=self.rows_append)
-            self.rows, self.results, self.errors, self.count = [], [], 0, 0
+                             identifiers=ids, history=[], record=lambda row: None)  # rows are not kept
+            self.results, self.errors, self.count = [], 0, 0
             self.actor_start_s = actor_start_s
-
-        def rows_append(self, row) -> None:
-            self.rows.append(row)
 
         def suggest(self, trial_id: str):
             config = super().suggest(trial_id)
@@ -365,17 +369,9 @@ def wait_for_idle_workers(k: int, limit: float) -> float | None:
 
 def run_master(spec: dict) -> dict:
     """Median seconds of one MasterAgent.execute + AnalysisAgent.execute on a TinyResNet profile."""
-    import torch
+    from multi_agent_pruning.agents import AnalysisAgent, MasterAgent
 
-    from multi_agent_pruning.agents import AnalysisAgent, MasterAgent, ProfilingAgent
-    from multi_agent_pruning.data import load_dataset
-    from multi_agent_pruning.testing.tiny import TinyResNet, calibration_batches
-
-    torch.manual_seed(0)
-    digits = load_dataset("digits")
-    profile = ProfilingAgent({"enable_caching": False}).execute(
-        {"model": TinyResNet().eval(), "model_name": "tiny", "dataset": "digits", "input_size": (1, 16, 16),
-         "calibration": calibration_batches(digits)})["profile"]
+    profile = _tiny_profile()
     master, analysis = MasterAgent({"batch_size": 8, "max_iterations": 100}), AnalysisAgent({})
     seconds = []
     for iteration in range(spec["repeats"]):
