@@ -86,6 +86,9 @@ def test_optuna_proposes_different_hyperparameters_and_the_study_reloads(tmp_pat
     assert len(study.trials) == 3
     params = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(set(params)) == 3  # every trial tried different hyperparameters
+    # each row's iteration is its Optuna trial number (it was a digit run of the Tune trial id)
+    taylor_rows = {r.trial_id: r.iteration for r in rows if r.method == "taylor"}
+    assert sorted(taylor_rows.values()) == [t.number for t in study.trials] == [0, 1, 2]
     first = study.trials[0].params  # the default point the master also starts from
     assert first["lr"] == pytest.approx(cfg.finetune.lr) and first["round_to"] == 1
     assert result["taylor"]["best_accuracy"] == max(r.top1_after for r in rows if r.method == "taylor")

@@ -57,7 +57,7 @@ COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("dataset", _STR, "", "Dataset name as given to the dataset registry."),
     ColumnSpec("seed", _INT, "", "Random seed of the trial."),
     ColumnSpec("trial_id", _STR, "", "Identifier of the trial, unique within an experiment."),
-    ColumnSpec("iteration", _INT, "", "Search iteration (batch of proposals) that produced the trial."),
+    ColumnSpec("iteration", _INT, "", "Search iteration (batch of proposals) that produced the trial; for Optuna methods the Optuna trial number."),
     # -- strategy ------------------------------------------------------------------------
     ColumnSpec("strategy_json", _STR, "", "The full strategy as canonical JSON (sorted keys); "
                "`{}` when the trial failed before a strategy existed."),

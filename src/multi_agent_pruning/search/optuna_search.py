@@ -29,12 +29,14 @@ def method_for(name: str) -> BasePruningMethod:
 
 
 class StrategySpace:
-    """Optuna define-by-run space (picklable): suggests each dimension, returns nothing else."""
+    """Optuna define-by-run space (picklable): suggests each dimension and returns the Optuna trial's
+    number as the constant ``iteration`` (the row's ``iteration``: 0, 1, ... in the order Optuna
+    asked, the enqueued default points first)."""
 
     def __init__(self, dims: Sequence[Dimension]) -> None:
         self.dims = list(dims)
 
-    def __call__(self, trial) -> None:
+    def __call__(self, trial) -> dict[str, int]:
         for d in self.dims:
             if d.kind == "categorical":
                 trial.suggest_categorical(d.name, list(d.choices))
@@ -42,6 +44,7 @@ class StrategySpace:
                 trial.suggest_int(d.name, int(d.low), int(d.high))
             else:
                 trial.suggest_float(d.name, d.low, d.high, log=d.kind == "float_log")
+        return {"iteration": int(trial.number)}
 
 
 def build_optuna_searcher(method: BasePruningMethod, base: Strategy, kinds: Sequence[str], *, has_attention: bool,
@@ -72,7 +75,5 @@ def run_params_trial(config: dict[str, Any], context: TrialContext, method_name:
     """Tune trainable for Optuna: hyperparameters -> the method's strategy -> the shared trial."""
     method = method_for(method_name)
     strategy = method.strategy_from_params(Strategy.from_json(base_json), config, kinds)
-    trial = tune.get_context()
-    index = trial.get_trial_name().rsplit("_", 1)[-1]
-    run_tune_trial({"strategy": strategy.to_json(), "trial_id": trial.get_trial_id(),
-                    "iteration": int(index) if index.isdigit() else 0}, context)
+    run_tune_trial({"strategy": strategy.to_json(), "trial_id": tune.get_context().get_trial_id(),
+                    "iteration": int(config.get("iteration", 0))}, context)
