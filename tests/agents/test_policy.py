@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from multi_agent_pruning.agents.policy import BuiltinPolicy, Observation, sensitivity_multipliers
+from multi_agent_pruning.agents.policy import BuiltinPolicy, Observation, gene_success, sensitivity_multipliers
 from multi_agent_pruning.core.strategy import Strategy
 
 KINDS = {
@@ -92,3 +94,56 @@ def test_proposals_are_reproducible_from_the_seed():
 
     assert run(1) == run(1)
     assert run(1) != run(2)
+
+
+def test_after_the_first_batch_the_best_strategy_is_probed_at_half_its_rate():
+    policy = BuiltinPolicy(seed=0)
+    first = policy.propose(KINDS, BASE, [], batch_size=2, iteration=0)
+    history = [Observation(first[0], 0.8), Observation(first[1], 0.6)]  # L1 global at 5x wins
+    batch = policy.propose(KINDS, BASE, history, batch_size=2, iteration=1)
+    assert batch[0].importance == "taylor" and batch[0].isomorphic  # the next template
+    assert batch[1] == first[0].replace(learning_rate=2.5e-3)  # the best, at half its rate
+    # A best strategy already below the configured rate is probed at twice its rate.
+    low = first[0].replace(learning_rate=5e-4)
+    again = BuiltinPolicy(seed=0).propose(KINDS, BASE, [Observation(low, 0.9)], batch_size=2, iteration=1)
+    assert low.replace(learning_rate=1e-3) in again
+
+
+@pytest.mark.parametrize("scores, expected", [
+    ({1e-3: 0.5, 2e-3: 0.7}, (2e-3 * 1.5, 2e-3 * 4.1)),   # up is better: on past 2e-3, by about the gap
+    ({1e-3: 0.7, 2e-3: 0.5}, (1e-3 / 4.1, 1e-3 / 1.5)),   # down is better
+    ({1e-3: 0.5, 2e-3: 0.7, 4e-3: 0.6}, (1.3e-3, 3.8e-3)),  # near the parabola's maximum, 2.24e-3
+    ({1e-3: 0.4, 2e-3: 0.5, 4e-3: 0.7}, (4e-3 * 1.5, 4e-3 * 2.7)),  # no maximum inside: past the best edge
+])
+def test_learning_rate_line_search(scores, expected):
+    parent = BASE.replace(learning_rate=2e-3)
+    for seed in range(20):
+        lr = BuiltinPolicy(seed=seed)._next_lr(parent, scores, sigma=0.3)
+        assert expected[0] <= lr <= expected[1], (seed, lr)
+
+
+def test_learning_rate_without_siblings_takes_a_log_normal_step():
+    parent = BASE.replace(learning_rate=2e-3)
+    steps = [math.log(BuiltinPolicy(seed=s)._next_lr(parent, {2e-3: 0.6}, sigma=0.3) / 2e-3) for s in range(200)]
+    assert abs(sum(steps) / len(steps)) < 0.06 and 0.25 < (sum(x * x for x in steps) / len(steps)) ** 0.5 < 0.35
+
+
+def test_gene_success_credits_the_changed_gene_against_the_parent_it_came_from():
+    parent = BASE.replace(importance="l1", group_multipliers={"stage1": 1.0, "stage2": 1.0, "stage3": 1.0})
+    lr_child = parent.replace(learning_rate=2e-3)
+    mult_child = parent.replace(group_multipliers={"stage1": 1.2, "stage2": 0.9, "stage3": 1.0})
+    two_genes = mult_child.replace(kd_weight=0.5, round_to=4)  # 2 genes from mult_child, 3 from parent
+    other = parent.replace(importance="taylor", learning_rate=9e-3, kd_weight=0.5)  # 3 genes: a template
+    pending = parent.replace(learning_rate=7e-3)
+    history = [Observation(parent, 0.6), Observation(lr_child, 0.7), Observation(mult_child, 0.5),
+               Observation(two_genes, 0.55), Observation(other, 0.9), Observation(pending, None)]
+    success = gene_success(history)
+    assert success["lr"] == (1, 1) and success["multipliers"] == (0, 1)
+    assert success["kd"] == (1, 1) and success["round_to"] == (1, 1)  # beat mult_child (0.5)
+    assert success["criterion"] == (0, 0) and success["ranking"] == (0, 0)
+    # The odds follow: lr 3 * (2/4) / (1/3) = 4.5, multipliers 2 * (1/4) / (1/3) = 1.5.
+    from multi_agent_pruning.agents.policy import _HistoryIndex
+
+    weights = _HistoryIndex(history).gene_weights()
+    assert weights["lr"] == pytest.approx(4.5) and weights["multipliers"] == pytest.approx(1.5)
+    assert weights["criterion"] == pytest.approx(0.7)

@@ -19,8 +19,19 @@ The policy is a small evolutionary search with a sensitivity-informed prior:
    0.5 * 0.8^iteration), the per-kind multipliers (log-normal on each, sigma 0.35 * 0.7^iteration,
    sometimes averaged with another parent's first), distillation on/off, ``round_to`` (none, 2, 4,
    8), the ranking mode (per layer, global, isomorphic) or the criterion (towards criteria that
-   scored well). Odds 3 : 2 : 1 : 1 : 0.7 : 0.7.
-3. Every proposal is new: strategies already evaluated or already in the batch are redrawn.
+   scored well). Prior odds 3 : 2 : 1 : 1 : 0.7 : 0.7, then **adapted to the search so far**: each
+   scored child is matched to the evaluated strategy it differs from in one or two genes (its
+   parent), and a gene's odds are scaled by its children's smoothed success rate (how often they
+   beat their parent: ``(wins + 1) / (tries + 3)`` against the prior 1/3), so genes whose changes
+   keep losing on this model are drawn less.
+3. **The learning rate is line-searched**, not only jittered: the short recovery after an
+   aggressive prune is the one hyperparameter with a large, smooth (unimodal in log lr) effect, and
+   its best value depends on the model and data (2-6x the configured rate in BENCHMARKS.md). A
+   child that changes the rate looks at the parent's evaluated *siblings* (the same strategy with
+   other rates): with none it takes a log-normal step; with one it steps on past the better of the
+   two, away from the worse; with three or more rates it fits a parabola to score against log lr and
+   draws near its maximum (or extrapolates past the best edge when the fit has no maximum).
+4. Every proposal is new: strategies already evaluated or already in the batch are redrawn.
 
 Scores are top-1 accuracies after fine-tuning; failed trials count as worst.
 """
@@ -29,12 +40,15 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from multi_agent_pruning.core.strategy import Strategy
 
-__all__ = ["BuiltinPolicy", "Observation", "sensitivity_multipliers"]
+__all__ = ["BuiltinPolicy", "Observation", "gene_success", "sensitivity_multipliers"]
 
 _MULT_RANGE = (0.25, 2.5)
 # The first batch's templates: (criterion, global ranking, isomorphic, multipliers, recovery learning
@@ -58,6 +72,7 @@ _TEMPLATES = (
 _KD_CHOICES = (0.0, 0.5)
 # What a mutation may change, with its odds (see ``BuiltinPolicy._mutate``).
 _GENES = {"lr": 3.0, "multipliers": 2.0, "kd": 1.0, "round_to": 1.0, "ranking": 0.7, "criterion": 0.7}
+_GENE_PRIOR_RATE = 1 / 3  # prior success rate of a gene's children (smoothing of the adapted odds)
 _ROUND_TO = (None, 2, 4, 8)
 _RANKINGS = ((False, False), (True, False), (True, True))  # (global, isomorphic): per layer, global, isomorphic
 
@@ -115,11 +130,14 @@ class BuiltinPolicy:
             if len(batch) == batch_size:
                 break
             self._add(candidate, batch, seen)
+        index = _HistoryIndex(history)
+        if _scored(history) and iteration <= 3 and len(batch) < batch_size:
+            self._add(self._lr_probe(history, base, index), batch, seen)
         attempts = 0
         while len(batch) < batch_size and attempts < 200:
             attempts += 1
             parent = self._pick_parent(history, batch, base)
-            self._add(self._mutate(parent, history, kinds, iteration, attempts), batch, seen)
+            self._add(self._mutate(parent, history, kinds, iteration, attempts, index), batch, seen)
         return batch
 
     # -- first batch ---------------------------------------------------------------------------
@@ -145,21 +163,24 @@ class BuiltinPolicy:
         weights = [1.0 / (rank + 1) for rank in range(len(elites))]
         return self.rng.choices(elites, weights=weights)[0].strategy
 
-    def _mutate(self, parent: Strategy, history, kinds, iteration: int, attempt: int) -> Strategy:
+    def _mutate(self, parent: Strategy, history, kinds, iteration: int, attempt: int,
+                index: _HistoryIndex | None = None) -> Strategy:
         """A child that differs from ``parent`` in one gene (sometimes two), inside the trust region.
 
-        Genes (with their odds): recovery learning rate (3), per-kind multipliers (2), distillation
-        on/off (1), ``round_to`` (1), ranking mode (0.7), criterion (0.7). Changing one thing at a
-        time keeps what made the parent good; at this budget a trial's noise is as large as most
-        differences between neighbours, so more draws near the best parents pay off.
+        Genes (with their prior odds, adapted by ``gene_success``): recovery learning rate (3,
+        line-searched: ``_next_lr``), per-kind multipliers (2), distillation on/off (1),
+        ``round_to`` (1), ranking mode (0.7), criterion (0.7). Changing one thing at a time keeps
+        what made the parent good; at this budget a trial's noise is as large as most differences
+        between neighbours, so more draws near the best parents pay off.
         """
+        index = index or _HistoryIndex(history)
         scale = self.exploration / 0.3
         widen = 1 + attempt / 50  # repeated collisions with seen strategies widen the steps
-        genes = self._pick_genes(2 if self.rng.random() < 0.4 else 1)
+        genes = self._pick_genes(2 if self.rng.random() < 0.4 else 1, index.gene_weights())
         changes: dict = {}
         if "lr" in genes:
             sigma = 0.5 * scale * (0.8 ** iteration) * widen
-            changes["learning_rate"] = _round_lr(parent.learning_rate * math.exp(self.rng.gauss(0.0, sigma)))
+            changes["learning_rate"] = _round_lr(self._next_lr(parent, index.lr_siblings(parent), sigma))
         if "multipliers" in genes:
             sigma = 0.35 * scale * (0.7 ** max(0, iteration - 1)) * widen
             mult = dict(parent.group_multipliers) or {k: 1.0 for k in kinds}
@@ -180,8 +201,47 @@ class BuiltinPolicy:
             changes["importance"] = self._criterion(history, parent.importance)
         return parent.replace(**changes)
 
-    def _pick_genes(self, count: int) -> set[str]:
-        names, weights = list(_GENES), list(_GENES.values())
+    def _lr_probe(self, history: Sequence[Observation], base: Strategy, index: _HistoryIndex) -> Strategy:
+        """The best strategy so far at another rate (one per batch in iterations 1-3): with fewer
+        than two of its rates evaluated, twice or half its rate, towards the configured one; then
+        the line search."""
+        best = max((o for o in history if o.score is not None), key=lambda o: o.score).strategy
+        siblings = index.lr_siblings(best)
+        if len(siblings) < 2:
+            factor = 0.5 if best.learning_rate >= base.learning_rate else 2.0
+            return best.replace(learning_rate=_round_lr(best.learning_rate * factor))
+        return best.replace(learning_rate=_round_lr(self._next_lr(best, siblings, 0.5 * self.exploration / 0.3)))
+
+    def _next_lr(self, parent: Strategy, siblings: Mapping[float, float], sigma: float) -> float:
+        """The line search on the learning rate (module docstring, point 3).
+
+        ``siblings`` maps each evaluated rate of the parent's strategy (all other genes equal) to
+        its mean score; ``sigma`` is the log-space step of the trust region.
+        """
+        x_parent = math.log(parent.learning_rate)
+        points = sorted((math.log(lr), score) for lr, score in siblings.items())
+        if len(points) < 2:
+            return math.exp(x_parent + self.rng.gauss(0.0, sigma))
+        xs = [x for x, _ in points]
+        x_best = max(points, key=lambda p: p[1])[0]
+        spacing = (xs[-1] - xs[0]) / (len(xs) - 1)
+        step = max(sigma, 0.5 * spacing)
+        if len(points) == 2:  # on past the better rate, by about the gap between the two
+            x_worse = min(points, key=lambda p: p[1])[0]
+            direction = 1.0 if x_best > x_worse else -1.0
+            return math.exp(x_best + direction * max(sigma, spacing) * self.rng.uniform(0.6, 1.4))
+        a, b, _ = np.polyfit(xs, [score for _, score in points], 2)
+        if a < 0:
+            vertex = min(xs[-1] + step, max(xs[0] - step, -b / (2 * a)))
+            return math.exp(vertex + self.rng.gauss(0.0, 0.5 * sigma))
+        if x_best in (xs[0], xs[-1]):  # no maximum inside: on past the best edge, by about the spacing
+            direction = 1.0 if x_best == xs[-1] else -1.0
+            return math.exp(x_best + direction * max(sigma, spacing) * self.rng.uniform(0.6, 1.4))
+        return math.exp(x_best + self.rng.gauss(0.0, sigma))
+
+    def _pick_genes(self, count: int, odds: Mapping[str, float] | None = None) -> set[str]:
+        odds = odds or _GENES
+        names, weights = list(odds), list(odds.values())
         chosen: set[str] = set()
         while len(chosen) < count:
             chosen.add(self.rng.choices(names, weights=weights)[0])
@@ -202,6 +262,76 @@ class BuiltinPolicy:
         if key not in seen:
             seen.add(key)
             batch.append(candidate)
+
+
+# -- what the history says about genes and rates ----------------------------------------------------
+def _genes_of(strategy: Strategy) -> dict[str, object]:
+    return {"lr": strategy.learning_rate,
+            "multipliers": tuple(sorted(strategy.group_multipliers.items())),
+            "kd": strategy.kd_weight,
+            "round_to": strategy.round_to,
+            "ranking": (strategy.global_pruning, strategy.isomorphic and strategy.global_pruning),
+            "criterion": strategy.importance}
+
+
+def _rest_key(strategy: Strategy) -> str:
+    """The strategy's key with every gene set to a fixed value: equal for strategies that differ
+    in genes only."""
+    return strategy.replace(learning_rate=1.0, group_multipliers={}, kd_weight=0.0, round_to=None,
+                            global_pruning=True, isomorphic=False, importance="l1").key()
+
+
+def gene_success(history: Sequence[Observation]) -> dict[str, tuple[int, int]]:
+    """``{gene: (wins, tries)}``: how often a child that changed the gene beat its parent.
+
+    ``history`` is in the order the trials finished (a child always finishes after its parent).
+    Each scored strategy's parent is the earlier scored strategy it differs from in the fewest
+    genes (one or two, everything else equal; the better-scored on a tie); a child with no such
+    parent (a template, an LLM proposal) is not counted. Both genes of a two-gene child are
+    credited.
+    """
+    return _HistoryIndex(history).success
+
+
+class _HistoryIndex:
+    """What one ``propose`` call needs from the history, computed once: the genes' success counts
+    and, per strategy without its rate, the evaluated rates with their mean score."""
+
+    def __init__(self, history: Sequence[Observation]) -> None:
+        scored = [o for o in history if o.score is not None]
+        genes = [_genes_of(o.strategy) for o in scored]
+        rests = [_rest_key(o.strategy) for o in scored]
+        wins: Counter[str] = Counter()
+        tries: Counter[str] = Counter()
+        for i, child in enumerate(scored):
+            parent: tuple[int, float, list[str]] | None = None  # (changed count, -score, genes)
+            for j in range(i):
+                if rests[j] != rests[i]:
+                    continue
+                changed = [g for g in genes[i] if genes[i][g] != genes[j][g]]
+                if 1 <= len(changed) <= 2:
+                    candidate = (len(changed), -scored[j].score, changed)
+                    if parent is None or candidate[:2] < parent[:2]:
+                        parent = candidate
+            if parent is not None:
+                for gene in parent[2]:
+                    tries[gene] += 1
+                    wins[gene] += child.score > -parent[1]
+        self.success = {g: (wins[g], tries[g]) for g in _GENES}
+        self._rates: dict[str, dict[float, list[float]]] = {}
+        for o in scored:
+            key = o.strategy.replace(learning_rate=1.0).key()
+            self._rates.setdefault(key, {}).setdefault(o.strategy.learning_rate, []).append(o.score)
+
+    def gene_weights(self) -> dict[str, float]:
+        """The prior odds scaled by each gene's smoothed success rate against the prior rate."""
+        return {g: odds * ((self.success[g][0] + 1) / (self.success[g][1] + 3)) / _GENE_PRIOR_RATE
+                for g, odds in _GENES.items()}
+
+    def lr_siblings(self, strategy: Strategy) -> dict[float, float]:
+        """Evaluated rates of ``strategy`` (all other fields equal) -> mean score."""
+        rates = self._rates.get(strategy.replace(learning_rate=1.0).key(), {})
+        return {lr: sum(scores) / len(scores) for lr, scores in rates.items()}
 
 
 def _round_lr(lr: float) -> float:
