@@ -32,7 +32,12 @@ waits for a quiet machine before each run and every row records the 1-minute loa
 Variants (``--variants``) set environment variables for a Tune run; ``tune_actor_env`` keeps
 Tune's own trial-actor runtime_env (``PL_DISABLE_FORK``), which ``build_tuner`` drops so that
 trial actors start in Ray's prestarted workers: it measures what that change saves.
-``--settle S`` starts W only once Ray's k prestarted workers are idle (at most S seconds).
+``no_preload`` runs without ``ray.preload_modules`` (so the first trial on each prestarted
+worker imports ``ray.tune`` itself, as before that setting).
+``--settle S`` starts W only once Ray's k prestarted workers are idle and done with their
+start-up imports (their CPU time stopped growing; at most S seconds), as in a real search, where
+profiling runs between ``init_ray`` and the search; ``settle_s`` and ``settle_cpu_s`` (those
+workers' CPU seconds until then) record what was left out of W.
 
 Usage:
     .venv/bin/python benchmarks/orchestration_overhead.py --seconds 5 1 0.2 --work cpu sleep \
@@ -74,6 +79,8 @@ VARIANTS = {
     # mapruner's default local cluster: token authentication with a per-run token (the other
     # variants run with RAY_AUTH_MODE=disabled, as the test suite does). None = unset.
     "token_auth": {"RAY_AUTH_MODE": None},
+    # Workers do not preload ray.tune at start-up (ray.preload_modules: []).
+    "no_preload": {"MAPR_BENCH_NO_PRELOAD": "1"},
 }
 RESULT_PREFIX = "RESULT "
 
@@ -319,11 +326,12 @@ def run_tune(spec: dict) -> dict:
         search_module.use_prestarted_workers = lambda: False
     tmp = tempfile.mkdtemp(prefix="mapr-ovh-")
     cfg = load_config_dict({"hardware": {"device": "cpu", "num_cpus": spec["k"], "cpus_per_trial": 1},
-                            "ray": {"temp_dir": os.path.join(tmp, "ray")},
+                            "ray": {"temp_dir": os.path.join(tmp, "ray"),
+                                    **({"preload_modules": []} if os.environ.get("MAPR_BENCH_NO_PRELOAD") else {})},
                             "search": {"trials": spec["trials"], "reuse_actors": spec["reuse"]}})
     init_ray(cfg)
     k = concurrency(cfg)
-    settle = wait_for_idle_workers(k, spec.get("settle", 0.0))
+    settle, settle_cpu = wait_for_idle_workers(k, spec.get("settle", 0.0))
     row = _synthetic_row("synthetic")
     configs = [{"index": i, "seconds": spec["seconds"], "work": spec["work"], "imports": spec["imports"],
                 "row_json": row} for i in range(spec["trials"])]
@@ -341,30 +349,54 @@ def run_tune(spec: dict) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     spans = [(r["work_start"], r["work_end"], r["pid"], r["process_start"]) for r in searcher.results]
     return {"t0": t0, "t1": t1, "spans": spans, "k": k, "errors": searcher.errors, "cpu": cpu.totals(),
-            "settle_s": settle, "actor_start_s": getattr(searcher, "actor_start_s", None)}
+            "settle_s": settle, "settle_cpu_s": settle_cpu, "actor_start_s": getattr(searcher, "actor_start_s", None)}
 
 
-def wait_for_idle_workers(k: int, limit: float) -> float | None:
+def wait_for_idle_workers(k: int, limit: float) -> tuple[float | None, float | None]:
     """With ``--settle``: wait (at most ``limit`` s) until this process's Ray has ``k`` idle worker
-    processes (``ray::IDLE``, the ones Ray prestarts at ``ray.init``), i.e. until Ray is fully up
-    before W starts, as it is in a real search, where profiling runs first. Seconds waited, or
-    None when not asked."""
+    processes (``ray::IDLE``, the ones Ray prestarts at ``ray.init``) whose CPU time has stopped
+    growing (less than 0.02 s over 0.25 s: their start-up imports, preloaded modules included, are
+    done), i.e. until Ray is fully up before W starts, as it is in a real search, where profiling
+    runs first. Returns the seconds waited and those workers' CPU seconds, or (None, None) when
+    not asked."""
     if limit <= 0:
-        return None
+        return None, None
     import psutil  # ships with Ray (ray/thirdparty_files)
 
-    start = time.time()
-    while time.time() - start < limit:
-        idle = 0
+    def idle_workers() -> list:
+        found = []
         for proc in psutil.Process().children(recursive=True):
             try:
-                idle += proc.cmdline()[:1] == ["ray::IDLE"] or proc.name() == "ray::IDLE"
+                if proc.cmdline()[:1] == ["ray::IDLE"] or proc.name() == "ray::IDLE":
+                    found.append(proc)
             except psutil.Error:
                 pass
-        if idle >= k:
-            break
-        time.sleep(0.05)
-    return round(time.time() - start, 2)
+        return found
+
+    def cpu_of(procs: list) -> float:
+        total = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+    start = time.time()
+    last = None
+    while time.time() - start < limit:
+        procs = idle_workers()
+        if len(procs) >= k:
+            used = cpu_of(procs)
+            if last is not None and used - last < 0.02:
+                return round(time.time() - start, 2), round(used, 2)
+            last = used
+            time.sleep(0.25)
+        else:
+            time.sleep(0.05)
+    procs = idle_workers()
+    return round(time.time() - start, 2), round(cpu_of(procs), 2)
 
 
 def run_master(spec: dict) -> dict:
@@ -415,6 +447,7 @@ def summarise(raw: dict, spec: dict) -> dict:
             "span_mean_s": statistics.fmean(span[1] - span[0] for span in raw["spans"]),
             "processes": len(first_start), "processes_started_before_w": sum(b < raw["t0"] for b in born.values()),
             "process_boot_median_s": statistics.median(boots), "settle_s": raw.get("settle_s"),
+            "settle_cpu_s": raw.get("settle_cpu_s"),
             "actor_start_s": raw.get("actor_start_s"),
             **{f"cpu_{kind}_s": seconds for kind, seconds in raw["cpu"].items()}}
 

@@ -60,6 +60,8 @@ _PROBE = textwrap.dedent("""
     cfg = load_config("configs/quickstart.yaml", overrides=[f"ray.temp_dir={sys.argv[1]}"])
     assert init_ray(cfg)
     assert ray.get(ray.remote(lambda: 1).remote()) == 1  # a worker is up too, and authenticated
+    # ray.preload_modules: the worker imported ray.tune when it started, before any work
+    preloaded = ray.get(ray.remote(lambda: "ray.tune" in sys.modules).remote())
     me = psutil.Process()
     mine = {p.pid: p.name() for p in me.children(recursive=True)} | {me.pid: "driver"}
     listeners = sorted({(c.laddr.ip, c.laddr.port, mine[c.pid]) for c in psutil.net_connections("inet")
@@ -80,7 +82,7 @@ _PROBE = textwrap.dedent("""
                       "token_len": len(token), "listeners": listeners,
                       "stranger_joined": "JOINED" in probe.stdout, "stranger_error": probe.stderr[-4000:],
                       "friend_joined": "JOINED 2" in friend.stdout,
-                      "files": len(files),
+                      "files": len(files), "preloaded": preloaded,
                       "files_with_token": [str(p) for p in files if token and token.encode() in p.read_bytes()]}))
     ray.shutdown()
 """)
@@ -102,6 +104,10 @@ def local_cluster(short_tmp, clean_env):
 
 def _loopback(ip: str) -> bool:
     return ipaddress.ip_address(ip).is_loopback
+
+
+def test_local_ray_workers_start_with_ray_tune_imported(local_cluster):
+    assert local_cluster["preloaded"] is True
 
 
 def test_local_ray_runs_no_dashboard_ui(local_cluster):

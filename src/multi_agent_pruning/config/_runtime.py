@@ -126,6 +126,16 @@ class RayConfig(ConfigModel):
     include_dashboard: bool = Field(False, description="Start the Ray dashboard.")
     temp_dir: str | None = Field(None, description="Ray's session directory; null = Ray default.")
     log_to_driver: bool = Field(False, description="Forward worker logs to the driver.")
+    preload_modules: list[str] = Field(
+        default_factory=lambda: ["ray.tune"],
+        description=("Python modules every worker of a local Ray imports when it starts, before it "
+                     "takes work (Ray's preload_python_modules): the workers Ray prestarts at init "
+                     "then hold ray.tune before the first trial lands on them (about 1 s off the "
+                     "search's start on 2 cores, BENCHMARKS.md). Add "
+                     "'multi_agent_pruning.search.tune_trial' to move the trial's torch/timm "
+                     "import there too (memory in every worker); [] turns it off. Local clusters "
+                     "only: on a cluster pass it to `ray start --head --system-config`."),
+    )
 
 
 class CacheSectionConfig(ConfigModel):

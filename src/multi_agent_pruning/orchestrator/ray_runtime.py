@@ -17,12 +17,13 @@ import os
 import secrets
 import tempfile
 from collections.abc import MutableMapping
+from typing import Any
 
 from multi_agent_pruning.config import ExperimentConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["init_ray", "local_auth", "resolve_address"]
+__all__ = ["init_ray", "local_auth", "local_init_kwargs", "resolve_address"]
 
 
 def resolve_address(cfg: ExperimentConfig, address: str | None) -> str | None:
@@ -73,11 +74,21 @@ def init_ray(cfg: ExperimentConfig, address: str | None = None) -> bool:
         return False
     # When joining a cluster, Ray's own detection (RAY_AUTH_MODE, or an existing token) decides.
     local_auth(os.environ)
-    hw = cfg.hardware
-    temp_dir = cfg.ray.temp_dir or os.path.join(tempfile.gettempdir(), "mapruner-ray")
-    ray.init(
-        num_cpus=hw.num_cpus, num_gpus=hw.num_gpus if hw.device != "cpu" else 0,
-        include_dashboard=cfg.ray.include_dashboard, dashboard_host=cfg.ray.dashboard_host,
-        _temp_dir=temp_dir, _node_ip_address="127.0.0.1", **quiet,
-    )
+    ray.init(**local_init_kwargs(cfg), **quiet)
     return True
+
+
+def local_init_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:
+    """``ray.init`` arguments of the local cluster ``init_ray`` starts (not the logging ones)."""
+    hw = cfg.hardware
+    kwargs: dict[str, Any] = {
+        "num_cpus": hw.num_cpus, "num_gpus": hw.num_gpus if hw.device != "cpu" else 0,
+        "include_dashboard": cfg.ray.include_dashboard, "dashboard_host": cfg.ray.dashboard_host,
+        "_temp_dir": cfg.ray.temp_dir or os.path.join(tempfile.gettempdir(), "mapruner-ray"),
+        "_node_ip_address": "127.0.0.1",
+    }
+    if cfg.ray.preload_modules:
+        # Workers import these at start-up (Ray's default_worker --worker-preload-modules): the
+        # prestarted ones do it during init_ray's caller's own set-up, not in the first trial.
+        kwargs["_system_config"] = {"preload_python_modules": list(cfg.ray.preload_modules)}
+    return kwargs
