@@ -62,7 +62,22 @@ _PROBE = textwrap.dedent("""
     assert ray.get(ray.remote(lambda: 1).remote()) == 1  # a worker is up too, and authenticated
     # ray.preload_modules: the worker imported ray.tune when it started, before any work
     preloaded = ray.get(ray.remote(lambda: "ray.tune" in sys.modules).remote())
+    # The agents' actors get processes of their own; Ray's prestarted workers stay for the trials.
+    import time
     me = psutil.Process()
+    def idle_workers():
+        return {p.pid for p in me.children(recursive=True) if p.name() == "ray::IDLE"}
+    deadline = time.time() + 60
+    while len(idle_workers()) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    prestarted = idle_workers()
+    from multi_agent_pruning.actors import create_actors
+    master, analysis = create_actors({"batch_size": 2}, {}, store_root=None, experiment="probe", method="m")
+    agent_pids = set(ray.get([master.ping.remote(), analysis.ping.remote()]))
+    trial_pid = ray.get(ray.remote(num_cpus=1)(lambda: os.getpid()).remote())
+    agents = {"prestarted": len(prestarted), "agents_in_prestarted": len(agent_pids & prestarted),
+              "agent_processes": len(agent_pids), "trial_in_prestarted": trial_pid in prestarted}
+    ray.kill(master); ray.kill(analysis)
     mine = {p.pid: p.name() for p in me.children(recursive=True)} | {me.pid: "driver"}
     listeners = sorted({(c.laddr.ip, c.laddr.port, mine[c.pid]) for c in psutil.net_connections("inet")
                         if c.status == psutil.CONN_LISTEN and c.pid in mine})
@@ -82,7 +97,7 @@ _PROBE = textwrap.dedent("""
                       "token_len": len(token), "listeners": listeners,
                       "stranger_joined": "JOINED" in probe.stdout, "stranger_error": probe.stderr[-4000:],
                       "friend_joined": "JOINED 2" in friend.stdout,
-                      "files": len(files), "preloaded": preloaded,
+                      "files": len(files), "preloaded": preloaded, "agents": agents,
                       "files_with_token": [str(p) for p in files if token and token.encode() in p.read_bytes()]}))
     ray.shutdown()
 """)
@@ -108,6 +123,12 @@ def _loopback(ip: str) -> bool:
 
 def test_local_ray_workers_start_with_ray_tune_imported(local_cluster):
     assert local_cluster["preloaded"] is True
+
+
+def test_agent_actors_leave_the_prestarted_workers_to_the_trials(local_cluster):
+    agents = local_cluster["agents"]
+    assert agents["prestarted"] >= 2 and agents["agent_processes"] == 2
+    assert agents["agents_in_prestarted"] == 0 and agents["trial_in_prestarted"] is True
 
 
 def test_local_ray_runs_no_dashboard_ui(local_cluster):

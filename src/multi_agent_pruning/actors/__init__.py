@@ -3,6 +3,12 @@
 Each actor holds one plain agent (tested without Ray) and forwards ``execute``. The master
 actor restarts on failure (``max_restarts``) and rebuilds its memory of past iterations from
 the result table, so a crash loses nothing the table has.
+
+Agent actors run in processes of their own (``AGENT_RUNTIME_ENV``): Ray hands the worker
+processes it prestarts at ``ray.init`` (which have ``ray.tune`` preloaded, see
+``ray.preload_modules``) only to actors whose runtime_env is the job's, so a marker variable in
+the agents' runtime_env leaves those workers to the search's trials; the agents' processes start
+while the driver sets up, off the search's critical path.
 """
 
 from __future__ import annotations
@@ -13,7 +19,12 @@ import ray
 
 from multi_agent_pruning.agents import AnalysisAgent, MasterAgent, ProfilingAgent
 
-__all__ = ["AnalysisActor", "MasterActor", "ProfilingActor", "create_actors"]
+__all__ = ["AGENT_RUNTIME_ENV", "AnalysisActor", "MasterActor", "ProfilingActor", "create_actors",
+           "start_profiling_actor"]
+
+# Merged with the job's runtime_env by Ray (env_vars are merged; working_dir and the rest are
+# inherited), so a job submitted with --working-dir keeps it.
+AGENT_RUNTIME_ENV = {"env_vars": {"MAPRUNER_AGENT_PROCESS": "1"}}
 
 
 class _AgentActor:
@@ -80,6 +91,12 @@ class MasterActor(_AgentActor):
 def create_actors(master_config: dict[str, Any], analysis_config: dict[str, Any], *, store_root: str,
                   experiment: str, method: str) -> tuple[Any, Any]:
     """The master and analysis actors of one experiment."""
-    master = MasterActor.remote(master_config, store_root, experiment, method)
-    analysis = AnalysisActor.remote(analysis_config)
+    master = MasterActor.options(runtime_env=AGENT_RUNTIME_ENV).remote(master_config, store_root, experiment,
+                                                                       method)
+    analysis = AnalysisActor.options(runtime_env=AGENT_RUNTIME_ENV).remote(analysis_config)
     return master, analysis
+
+
+def start_profiling_actor(config: dict[str, Any]) -> Any:
+    """The profiling agent's actor, in a process of its own (like the other agents)."""
+    return ProfilingActor.options(runtime_env=AGENT_RUNTIME_ENV).remote(config)
