@@ -133,8 +133,8 @@ class RayConfig(ConfigModel):
                      "then hold ray.tune before the first trial lands on them (about 1 s off the "
                      "search's start on 2 cores, BENCHMARKS.md). Add "
                      "'multi_agent_pruning.search.tune_trial' to move the trial's torch/timm "
-                     "import there too (memory in every worker); [] turns it off. Local clusters "
-                     "only: on a cluster pass it to `ray start --head --system-config`."),
+                     "import there too (memory in every worker); [] turns it off. Applies to the "
+                     "Ray that mapruner starts; a cluster you join keeps its own configuration."),
     )
 
 
