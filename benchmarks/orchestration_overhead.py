@@ -32,8 +32,9 @@ waits for a quiet machine before each run and every row records the 1-minute loa
 Variants (``--variants``) set environment variables for a Tune run; ``tune_actor_env`` keeps
 Tune's own trial-actor runtime_env (``PL_DISABLE_FORK``), which ``build_tuner`` drops so that
 trial actors start in Ray's prestarted workers: it measures what that change saves.
-``no_preload`` runs without ``ray.preload_modules`` (so the first trial on each prestarted
-worker imports ``ray.tune`` itself, as before that setting).
+``preload`` sets ``ray.preload_modules: ["ray.tune"]`` (workers import it as they start) and
+``no_preload`` sets it to ``[]`` (the default now; in runs P-R, at commits e9837a1 and 5f3a8ba,
+``default`` meant ``preload``).
 ``--settle S`` starts W only once Ray's k prestarted workers are idle and done with their
 start-up imports (their CPU time stopped growing; at most S seconds), as in a real search, where
 profiling runs between ``init_ray`` and the search; ``settle_s`` and ``settle_cpu_s`` (those
@@ -79,8 +80,9 @@ VARIANTS = {
     # mapruner's default local cluster: token authentication with a per-run token (the other
     # variants run with RAY_AUTH_MODE=disabled, as the test suite does). None = unset.
     "token_auth": {"RAY_AUTH_MODE": None},
-    # Workers do not preload ray.tune at start-up (ray.preload_modules: []).
-    "no_preload": {"MAPR_BENCH_NO_PRELOAD": "1"},
+    # Workers import ray.tune as they start (ray.preload_modules: ["ray.tune"]), or not ([]).
+    "preload": {"MAPR_BENCH_PRELOAD": "1"},
+    "no_preload": {"MAPR_BENCH_PRELOAD": "0"},
 }
 RESULT_PREFIX = "RESULT "
 
@@ -327,7 +329,7 @@ def run_tune(spec: dict) -> dict:
     tmp = tempfile.mkdtemp(prefix="mapr-ovh-")
     cfg = load_config_dict({"hardware": {"device": "cpu", "num_cpus": spec["k"], "cpus_per_trial": 1},
                             "ray": {"temp_dir": os.path.join(tmp, "ray"),
-                                    **({"preload_modules": []} if os.environ.get("MAPR_BENCH_NO_PRELOAD") else {})},
+                                    **_preload_setting(os.environ.get("MAPR_BENCH_PRELOAD"))},
                             "search": {"trials": spec["trials"], "reuse_actors": spec["reuse"]}})
     init_ray(cfg)
     k = concurrency(cfg)
@@ -350,6 +352,13 @@ def run_tune(spec: dict) -> dict:
     spans = [(r["work_start"], r["work_end"], r["pid"], r["process_start"]) for r in searcher.results]
     return {"t0": t0, "t1": t1, "spans": spans, "k": k, "errors": searcher.errors, "cpu": cpu.totals(),
             "settle_s": settle, "settle_cpu_s": settle_cpu, "actor_start_s": getattr(searcher, "actor_start_s", None)}
+
+
+def _preload_setting(flag: str | None) -> dict:
+    """The ``preload``/``no_preload`` variants' ``ray`` config; nothing for the others (the default)."""
+    if flag is None:
+        return {}
+    return {"preload_modules": ["ray.tune"] if flag == "1" else []}
 
 
 def wait_for_idle_workers(k: int, limit: float) -> tuple[float | None, float | None]:

@@ -127,14 +127,16 @@ class RayConfig(ConfigModel):
     temp_dir: str | None = Field(None, description="Ray's session directory; null = Ray default.")
     log_to_driver: bool = Field(False, description="Forward worker logs to the driver.")
     preload_modules: list[str] = Field(
-        default_factory=lambda: ["ray.tune"],
-        description=("Python modules every worker of a local Ray imports when it starts, before it "
-                     "takes work (Ray's preload_python_modules): the workers Ray prestarts at init "
-                     "then hold ray.tune before the first trial lands on them (about 1 s off the "
-                     "search's start on 2 cores, BENCHMARKS.md). Add "
-                     "'multi_agent_pruning.search.tune_trial' to move the trial's torch/timm "
-                     "import there too (memory in every worker); [] turns it off. Applies to the "
-                     "Ray that mapruner starts; a cluster you join keeps its own configuration."),
+        default_factory=list,
+        description=("Python modules every worker of the local Ray imports when it starts, before it "
+                     "takes work (Ray's preload_python_modules), e.g. ['ray.tune']. Off by default: "
+                     "when Tune's trial actors land on the prestarted workers it takes about 0.8 s "
+                     "off the search's start on 2 cores, but with it they landed there in 3 of 9 "
+                     "runs against 8 of 9 without (BENCHMARKS.md, orchestration overhead runs P-R), "
+                     "so it did not lower the overhead on average. "
+                     "'multi_agent_pruning.search.tune_trial' would move the trial's torch/timm "
+                     "import there too (memory in every worker). Applies to the Ray that mapruner "
+                     "starts; a cluster you join keeps its own configuration."),
     )
 
 
