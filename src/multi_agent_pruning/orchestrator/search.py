@@ -82,6 +82,13 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
     parallel = concurrency(cfg)
     batch_size = search_cfg.batch_size or max(parallel, math.ceil(search_cfg.trials / search_cfg.max_iterations))
     master_config = master_settings(cfg, context, batch_size)
+    start_iteration = 1 + max((r["iteration"] for r in existing), default=-1)
+    if existing and budget > 0:
+        # The interrupted run may have used rounds whose trials were lost with it (a new round
+        # starts as soon as one trial finishes): a resumed search gets the rounds its remaining
+        # trials need, so --resume always finishes the trial budget.
+        master_config["max_iterations"] = max(master_config["max_iterations"],
+                                              start_iteration + math.ceil(budget / batch_size))
     if cfg.llm_enabled():
         from multi_agent_pruning.agents.llm import LLMSettings
 
@@ -96,7 +103,6 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
         profile = profile_with_actor(cfg, context)
         record = RowSink(store, existing={r["trial_id"] for r in existing}, total=len(existing) + max(budget, 0),
                          progress=print_progress if progress else None)
-        start_iteration = 1 + max((r["iteration"] for r in existing), default=-1)
         searcher = MasterSearcher(master, analysis, profile=profile, target=target, base=base_strategy(cfg),
                                   budget=max(budget, 0), batch_size=batch_size,
                                   identifiers={k: v for k, v in context.identifiers("", 0).items()
