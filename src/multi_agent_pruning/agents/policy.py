@@ -226,18 +226,19 @@ class BuiltinPolicy:
         x_best = max(points, key=lambda p: p[1])[0]
         spacing = (xs[-1] - xs[0]) / (len(xs) - 1)
         step = max(sigma, 0.5 * spacing)
-        if len(points) == 2:  # on past the better rate, by about the gap between the two
+        if len(points) == 2:  # away from the worse rate
             x_worse = min(points, key=lambda p: p[1])[0]
             direction = 1.0 if x_best > x_worse else -1.0
-            return math.exp(x_best + direction * max(sigma, spacing) * self.rng.uniform(0.6, 1.4))
-        a, b, _ = np.polyfit(xs, [score for _, score in points], 2)
-        if a < 0:
-            vertex = min(xs[-1] + step, max(xs[0] - step, -b / (2 * a)))
-            return math.exp(vertex + self.rng.gauss(0.0, 0.5 * sigma))
-        if x_best in (xs[0], xs[-1]):  # no maximum inside: on past the best edge, by about the spacing
-            direction = 1.0 if x_best == xs[-1] else -1.0
-            return math.exp(x_best + direction * max(sigma, spacing) * self.rng.uniform(0.6, 1.4))
-        return math.exp(x_best + self.rng.gauss(0.0, sigma))
+        else:
+            a, b, _ = np.polyfit(xs, [score for _, score in points], 2)
+            if a < 0:
+                vertex = min(xs[-1] + step, max(xs[0] - step, -b / (2 * a)))
+                return math.exp(vertex + self.rng.gauss(0.0, 0.5 * sigma))
+            if x_best not in (xs[0], xs[-1]):
+                return math.exp(x_best + self.rng.gauss(0.0, sigma))
+            direction = 1.0 if x_best == xs[-1] else -1.0  # no maximum inside: past the best edge
+        # on past the better rate, by about the spacing of the rates tried
+        return math.exp(x_best + direction * max(sigma, spacing) * self.rng.uniform(0.6, 1.4))
 
     def _pick_genes(self, count: int, odds: Mapping[str, float] | None = None) -> set[str]:
         odds = odds or _GENES
