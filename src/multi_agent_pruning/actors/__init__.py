@@ -5,10 +5,9 @@ actor restarts on failure (``max_restarts``) and rebuilds its memory of past ite
 the result table, so a crash loses nothing the table has.
 
 Agent actors run in processes of their own (``AGENT_RUNTIME_ENV``): Ray hands the worker
-processes it prestarts at ``ray.init`` (which have ``ray.tune`` preloaded, see
-``ray.preload_modules``) only to actors whose runtime_env is the job's, so a marker variable in
-the agents' runtime_env leaves those workers to the search's trials; the agents' processes start
-while the driver sets up, off the search's critical path.
+processes it prestarts at ``ray.init`` only to actors whose runtime_env is the job's, so a marker
+variable in the agents' runtime_env leaves those workers to the search's trials; the agents'
+processes start while the driver sets up, off the search's critical path.
 """
 
 from __future__ import annotations
