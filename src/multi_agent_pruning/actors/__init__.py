@@ -4,7 +4,8 @@ Each actor holds one plain agent (tested without Ray) and forwards ``execute``. 
 actor restarts on failure (``max_restarts``) and rebuilds its memory of past iterations from
 the result table, so a crash loses nothing the table has.
 
-Agent actors run in processes of their own (``AGENT_RUNTIME_ENV``): Ray hands the worker
+Agent actors run in processes of their own (``AGENT_RUNTIME_ENV``, set on each actor class):
+Ray hands the worker
 processes it prestarts at ``ray.init`` only to actors whose runtime_env is the job's, so a marker
 variable in the agents' runtime_env leaves those workers to the search's trials; the agents'
 processes start while the driver sets up, off the search's critical path.
@@ -18,8 +19,7 @@ import ray
 
 from multi_agent_pruning.agents import AnalysisAgent, MasterAgent, ProfilingAgent
 
-__all__ = ["AGENT_RUNTIME_ENV", "AnalysisActor", "MasterActor", "ProfilingActor", "create_actors",
-           "start_profiling_actor"]
+__all__ = ["AGENT_RUNTIME_ENV", "AnalysisActor", "MasterActor", "ProfilingActor", "create_actors"]
 
 # Merged with the job's runtime_env by Ray (env_vars are merged; working_dir and the rest are
 # inherited), so a job submitted with --working-dir keeps it.
@@ -41,17 +41,17 @@ class _AgentActor:
         return os.getpid()
 
 
-@ray.remote
+@ray.remote(runtime_env=AGENT_RUNTIME_ENV)
 class ProfilingActor(_AgentActor):
     agent_class = ProfilingAgent
 
 
-@ray.remote
+@ray.remote(runtime_env=AGENT_RUNTIME_ENV)
 class AnalysisActor(_AgentActor):
     agent_class = AnalysisAgent
 
 
-@ray.remote(max_restarts=3, max_task_retries=3)
+@ray.remote(max_restarts=3, max_task_retries=3, runtime_env=AGENT_RUNTIME_ENV)
 class MasterActor(_AgentActor):
     """The master agent; on (re)start it replays the best score per iteration from the table."""
 
@@ -90,12 +90,6 @@ class MasterActor(_AgentActor):
 def create_actors(master_config: dict[str, Any], analysis_config: dict[str, Any], *, store_root: str,
                   experiment: str, method: str) -> tuple[Any, Any]:
     """The master and analysis actors of one experiment."""
-    master = MasterActor.options(runtime_env=AGENT_RUNTIME_ENV).remote(master_config, store_root, experiment,
-                                                                       method)
-    analysis = AnalysisActor.options(runtime_env=AGENT_RUNTIME_ENV).remote(analysis_config)
+    master = MasterActor.remote(master_config, store_root, experiment, method)
+    analysis = AnalysisActor.remote(analysis_config)
     return master, analysis
-
-
-def start_profiling_actor(config: dict[str, Any]) -> Any:
-    """The profiling agent's actor, in a process of its own (like the other agents)."""
-    return ProfilingActor.options(runtime_env=AGENT_RUNTIME_ENV).remote(config)

@@ -10,7 +10,7 @@ import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
-from multi_agent_pruning.actors import create_actors, start_profiling_actor
+from multi_agent_pruning.actors import ProfilingActor, create_actors
 from multi_agent_pruning.config import ExperimentConfig
 from multi_agent_pruning.data import take_calibration_batches
 from multi_agent_pruning.orchestrator.experiment import (
@@ -51,7 +51,7 @@ def concurrency(cfg: ExperimentConfig) -> int:
 
 def profile_with_actor(cfg: ExperimentConfig, context: TrialContext) -> dict[str, Any]:
     """Runs the profiling agent as a Ray actor on the dense model."""
-    actor = start_profiling_actor(profiling_agent_config(cfg))
+    actor = ProfilingActor.remote(profiling_agent_config(cfg))
     calibration = take_calibration_batches(context.bundle, cfg.agents.profiling_agent.calibration_batches,
                                            context.batch_size)
     out = ray.get(actor.execute.remote({
