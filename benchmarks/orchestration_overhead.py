@@ -32,13 +32,18 @@ waits for a quiet machine before each run and every row records the 1-minute loa
 Variants (``--variants``) set environment variables for a Tune run; ``tune_actor_env`` keeps
 Tune's own trial-actor runtime_env (``PL_DISABLE_FORK``), which ``build_tuner`` drops so that
 trial actors start in Ray's prestarted workers: it measures what that change saves.
-``preload`` sets ``ray.preload_modules: ["ray.tune"]`` (workers import it as they start) and
-``no_preload`` sets it to ``[]`` (the default now; in runs P-R, at commits e9837a1 and 5f3a8ba,
-``default`` meant ``preload``).
+``preload`` sets ``ray.preload_modules: ["ray.tune"]`` (workers import it as they start; the
+default again since run S, and at commits e9837a1 and 5f3a8ba of runs P-R; runs before run S and
+after P-R had ``[]``) and ``no_preload`` sets it to ``[]``.
 ``--settle S`` starts W only once Ray's k prestarted workers are idle and done with their
 start-up imports (their CPU time stopped growing; at most S seconds), as in a real search, where
 profiling runs between ``init_ray`` and the search; ``settle_s`` and ``settle_cpu_s`` (those
-workers' CPU seconds until then) record what was left out of W.
+workers' CPU seconds until then) record what was left out of W. ``--pause P`` then waits P
+seconds more, during which the prestarted workers idle, as they do while a real search profiles
+the model. ``ray_idle_timeout`` (and ``preload_ray_idle_timeout``) run with Ray's own idle-worker
+timeout of 1 s (``ray.idle_worker_keep_s: null``) instead of mapruner's 3600 s: Ray stops idle
+workers once Tune's placement groups hold every CPU, sometimes just before the trial actors
+would have taken them.
 
 Usage:
     .venv/bin/python benchmarks/orchestration_overhead.py --seconds 5 1 0.2 --work cpu sleep \
@@ -83,6 +88,9 @@ VARIANTS = {
     # Workers import ray.tune as they start (ray.preload_modules: ["ray.tune"]), or not ([]).
     "preload": {"MAPR_BENCH_PRELOAD": "1"},
     "no_preload": {"MAPR_BENCH_PRELOAD": "0"},
+    # Ray's own idle-worker timeout (1 s; ray.idle_worker_keep_s: null) instead of mapruner's.
+    "ray_idle_timeout": {"MAPR_BENCH_RAY_IDLE_TIMEOUT": "1"},
+    "preload_ray_idle_timeout": {"MAPR_BENCH_PRELOAD": "1", "MAPR_BENCH_RAY_IDLE_TIMEOUT": "1"},
 }
 RESULT_PREFIX = "RESULT "
 
@@ -329,11 +337,14 @@ def run_tune(spec: dict) -> dict:
     tmp = tempfile.mkdtemp(prefix="mapr-ovh-")
     cfg = load_config_dict({"hardware": {"device": "cpu", "num_cpus": spec["k"], "cpus_per_trial": 1},
                             "ray": {"temp_dir": os.path.join(tmp, "ray"),
-                                    **_preload_setting(os.environ.get("MAPR_BENCH_PRELOAD"))},
+                                    **_preload_setting(os.environ.get("MAPR_BENCH_PRELOAD")),
+                                    **({"idle_worker_keep_s": None}
+                                       if os.environ.get("MAPR_BENCH_RAY_IDLE_TIMEOUT") else {})},
                             "search": {"trials": spec["trials"], "reuse_actors": spec["reuse"]}})
     init_ray(cfg)
     k = concurrency(cfg)
     settle, settle_cpu = wait_for_idle_workers(k, spec.get("settle", 0.0))
+    time.sleep(spec.get("pause", 0.0))  # the profiling of a real search: the workers idle meanwhile
     row = _synthetic_row("synthetic")
     configs = [{"index": i, "seconds": spec["seconds"], "work": spec["work"], "imports": spec["imports"],
                 "row_json": row} for i in range(spec["trials"])]
@@ -522,7 +533,7 @@ def plan(args: argparse.Namespace) -> list[dict]:
     for seconds in [s for _ in range(args.repeats) for s in args.seconds]:
         for work in args.work:
             base = {"trials": args.trials, "seconds": seconds, "work": work, "k": args.k,
-                    "imports": args.imports == "trial", "settle": args.settle}
+                    "imports": args.imports == "trial", "settle": args.settle, "pause": args.pause}
             if not args.no_pool:
                 specs.append({**base, "runner": "pool"})
             specs += [{**base, "runner": "tune", "reuse": r, "variant": v, "searcher": searcher}
@@ -547,6 +558,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="run the whole plan this many times, interleaved")
     parser.add_argument("--max-load", type=float, help="before each run, wait until the 1-min load is below this")
     parser.add_argument("--max-wait", type=float, default=600.0, help="longest wait for --max-load, seconds")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="after settling, wait this many seconds more before W (a real search's profiling)")
     parser.add_argument("--settle", type=float, default=0.0,
                         help="before W, wait up to this many seconds for Ray's k prestarted idle workers")
     parser.add_argument("--no-pool", action="store_true", help="skip the multiprocessing.Pool runs")

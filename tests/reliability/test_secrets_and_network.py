@@ -58,10 +58,10 @@ _PROBE = textwrap.dedent("""
     from multi_agent_pruning.orchestrator.ray_runtime import init_ray
 
     cfg = load_config("configs/quickstart.yaml",
-                      overrides=[f"ray.temp_dir={sys.argv[1]}", 'ray.preload_modules=["ray.tune"]'])
+                      overrides=[f"ray.temp_dir={sys.argv[1]}"])
     assert init_ray(cfg)
     assert ray.get(ray.remote(lambda: 1).remote()) == 1  # a worker is up too, and authenticated
-    # ray.preload_modules (asked for above): the worker imported ray.tune when it started
+    # ray.preload_modules (default ["ray.tune"]): the worker imported ray.tune when it started
     preloaded = ray.get(ray.remote(lambda: "ray.tune" in sys.modules).remote())
     # The agents' actors get processes of their own; Ray's prestarted workers stay for the trials.
     import time

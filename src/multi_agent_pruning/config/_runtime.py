@@ -127,16 +127,26 @@ class RayConfig(ConfigModel):
     temp_dir: str | None = Field(None, description="Ray's session directory; null = Ray default.")
     log_to_driver: bool = Field(False, description="Forward worker logs to the driver.")
     preload_modules: list[str] = Field(
-        default_factory=list,
+        default_factory=lambda: ["ray.tune"],
         description=("Python modules every worker of the local Ray imports when it starts, before it "
-                     "takes work (Ray's preload_python_modules), e.g. ['ray.tune']. Off by default: "
-                     "when Tune's trial actors land on the prestarted workers it takes about 0.8 s "
-                     "off the search's start on 2 cores, but with it they landed there in 3 of 9 "
-                     "runs against 8 of 9 without (BENCHMARKS.md, orchestration overhead runs P-R), "
-                     "so it did not lower the overhead on average. "
-                     "'multi_agent_pruning.search.tune_trial' would move the trial's torch/timm "
-                     "import there too (memory in every worker). Applies to the Ray that mapruner "
-                     "starts; a cluster you join keeps its own configuration."),
+                     "takes work (Ray's preload_python_modules). The prestarted workers import them "
+                     "while mapruner profiles the model, so the first trials do not: with ray.tune "
+                     "the search's start on 2 cores was 1.4-1.7 s shorter (BENCHMARKS.md, "
+                     "orchestration overhead, run S). [] turns it off. Adding "
+                     "'multi_agent_pruning.search.tune_trial' would move the trial's torch/timm import "
+                     "there too (memory in every worker). Applies to the Ray that mapruner starts; a "
+                     "cluster you join keeps its own configuration."),
+    )
+    idle_worker_keep_s: float | None = Field(
+        3600, ge=0,
+        description=("Seconds an idle worker process of the local Ray is kept before Ray may stop it "
+                     "(Ray's idle_worker_killing_time_threshold_ms; null keeps Ray's default of 1 s). "
+                     "Ray stops idle workers when no CPU is free, and Tune takes a trial's CPUs (its "
+                     "placement group) just before it starts the trial's actor: with Ray's 1 s the "
+                     "raylet stopped the prestarted workers in that moment in 5 of 9 probes, and the "
+                     "first trials started new processes instead (BENCHMARKS.md, orchestration "
+                     "overhead). Applies to the Ray that mapruner starts; for a cluster you start, "
+                     "set RAY_idle_worker_killing_time_threshold_ms in `ray start`'s environment."),
     )
 
 

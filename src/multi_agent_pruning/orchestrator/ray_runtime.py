@@ -87,8 +87,15 @@ def local_init_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:
         "_temp_dir": cfg.ray.temp_dir or os.path.join(tempfile.gettempdir(), "mapruner-ray"),
         "_node_ip_address": "127.0.0.1",
     }
+    system: dict[str, Any] = {}
     if cfg.ray.preload_modules:
         # Workers import these at start-up (Ray's default_worker --worker-preload-modules): the
         # prestarted ones do it during init_ray's caller's own set-up, not in the first trial.
-        kwargs["_system_config"] = {"preload_python_modules": list(cfg.ray.preload_modules)}
+        system["preload_python_modules"] = list(cfg.ray.preload_modules)
+    if cfg.ray.idle_worker_keep_s is not None:
+        # The raylet stops idle workers that have idled this long once no CPU is free; Tune frees
+        # none between a trial's placement group and its actor, which should get a prestarted worker.
+        system["idle_worker_killing_time_threshold_ms"] = int(round(cfg.ray.idle_worker_keep_s * 1000))
+    if system:
+        kwargs["_system_config"] = system
     return kwargs
