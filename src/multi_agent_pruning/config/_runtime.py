@@ -131,8 +131,8 @@ class RayConfig(ConfigModel):
         description=("Python modules every worker of the local Ray imports when it starts, before it "
                      "takes work (Ray's preload_python_modules). The prestarted workers import them "
                      "while mapruner profiles the model, so the first trials do not: with ray.tune "
-                     "the search's start on 2 cores was 1.4-1.7 s shorter (BENCHMARKS.md, "
-                     "orchestration overhead, run S). [] turns it off. Adding "
+                     "the search's start on 2 cores was 1.1-1.7 s shorter (BENCHMARKS.md, "
+                     "orchestration overhead, runs S and T). [] turns it off. Adding "
                      "'multi_agent_pruning.search.tune_trial' would move the trial's torch/timm import "
                      "there too (memory in every worker). Applies to the Ray that mapruner starts; a "
                      "cluster you join keeps its own configuration."),
