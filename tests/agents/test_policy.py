@@ -51,6 +51,22 @@ def test_first_batch_respects_the_allowed_criteria_and_attention():
     assert all(s.prune_num_heads for s in with_heads)
 
 
+def test_models_with_attention_start_with_the_isomorphic_pruning_recipe():
+    batch = BuiltinPolicy(seed=0).propose(KINDS, BASE, [], batch_size=4, iteration=0, has_attention=True)
+    described = [(s.importance, s.global_pruning, s.isomorphic, s.learning_rate, s.kd_weight) for s in batch]
+    assert described == [
+        ("taylor", True, True, 3e-3, 0.5),  # Taylor, global, isomorphic: the recipe for DeiT
+        ("l1", True, False, 5e-3, 0.5),
+        ("l1", False, False, 8e-3, 0.5),
+        ("l2", False, False, 4e-3, 0.0),
+    ]
+    assert batch[0].group_multipliers == sensitivity_multipliers(KINDS)
+    # The whole list is the CNN order with that template moved to the front, nothing lost.
+    cnn = BuiltinPolicy(seed=0).propose(KINDS, BASE, [], batch_size=10, iteration=0)
+    vit = BuiltinPolicy(seed=0).propose(KINDS, BASE, [], batch_size=10, iteration=0, has_attention=True)
+    assert [s.key() for s in vit] == [s.key() for s in [cnn[2], *cnn[:2], *cnn[3:]]]
+
+
 def test_later_batches_are_new_and_refine_the_best():
     policy = BuiltinPolicy(seed=3)
     first = policy.propose(KINDS, BASE, [], batch_size=4, iteration=0)
