@@ -328,8 +328,8 @@ def run_tune(spec: dict) -> dict:
     import ray
 
     from multi_agent_pruning.config import load_config_dict
-    from multi_agent_pruning.orchestrator.ray_runtime import init_ray
     from multi_agent_pruning.orchestrator import search as search_module
+    from multi_agent_pruning.orchestrator.ray_runtime import init_ray
     from multi_agent_pruning.orchestrator.search import build_tuner, concurrency
 
     if os.environ.get("MAPR_BENCH_KEEP_TUNE_ACTOR_ENV"):
@@ -383,15 +383,9 @@ def wait_for_idle_workers(k: int, limit: float) -> tuple[float | None, float | N
         return None, None
     import psutil  # ships with Ray (ray/thirdparty_files)
 
-    def idle_workers() -> list:
-        found = []
-        for proc in psutil.Process().children(recursive=True):
-            try:
-                if proc.cmdline()[:1] == ["ray::IDLE"] or proc.name() == "ray::IDLE":
-                    found.append(proc)
-            except psutil.Error:
-                pass
-        return found
+    from multi_agent_pruning.testing.ray_workers import (
+        idle_worker_processes as idle_workers,
+    )
 
     def cpu_of(procs: list) -> float:
         total = 0.0

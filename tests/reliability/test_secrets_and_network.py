@@ -64,14 +64,8 @@ _PROBE = textwrap.dedent("""
     # ray.preload_modules (default ["ray.tune"]): the worker imported ray.tune when it started
     preloaded = ray.get(ray.remote(lambda: "ray.tune" in sys.modules).remote())
     # The agents' actors get processes of their own; Ray's prestarted workers stay for the trials.
-    import time
-    me = psutil.Process()
-    def idle_workers():
-        return {p.pid for p in me.children(recursive=True) if p.name() == "ray::IDLE"}
-    deadline = time.time() + 60
-    while len(idle_workers()) < 2 and time.time() < deadline:
-        time.sleep(0.1)
-    prestarted = idle_workers()
+    from multi_agent_pruning.testing.ray_workers import wait_for_idle_workers
+    prestarted = wait_for_idle_workers(2)
     from multi_agent_pruning.actors import create_actors
     master, analysis = create_actors({"batch_size": 2}, {}, store_root=None, experiment="probe", method="m")
     agent_pids = set(ray.get([master.ping.remote(), analysis.ping.remote()]))
@@ -79,6 +73,7 @@ _PROBE = textwrap.dedent("""
     agents = {"prestarted": len(prestarted), "agents_in_prestarted": len(agent_pids & prestarted),
               "agent_processes": len(agent_pids), "trial_in_prestarted": trial_pid in prestarted}
     ray.kill(master); ray.kill(analysis)
+    me = psutil.Process()
     mine = {p.pid: p.name() for p in me.children(recursive=True)} | {me.pid: "driver"}
     listeners = sorted({(c.laddr.ip, c.laddr.port, mine[c.pid]) for c in psutil.net_connections("inet")
                         if c.status == psutil.CONN_LISTEN and c.pid in mine})
