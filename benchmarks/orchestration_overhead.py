@@ -288,7 +288,8 @@ def _master_searcher(spec: dict, k: int):
             super().__init__(master, analysis, profile=profile, target={"kind": "macs", "reduction": 0.5,
                                                                         "budget": None},
                              base=Strategy(target_reduction=0.5), budget=spec["trials"], batch_size=k,
-                             identifiers=ids, history=[], record=lambda row: None)  # rows are not kept
+                             identifiers=ids, history=[], record=lambda row: None,  # rows are not kept
+                             reveal_lag=k - 1)  # as run_search with search.reproducible (the default)
             self.results, self.errors, self.count = [], 0, 0
             self.actor_start_s = actor_start_s
 

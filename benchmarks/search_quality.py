@@ -48,15 +48,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--finetune-steps", type=int, default=None, help="fine-tune steps per trial (15; quick: 20)")
     p.add_argument("--output", default="runs/bench/search_quality", help="output directory")
     p.add_argument("--json", default=None, help="also write the numbers here")
+    p.add_argument("--same-as", default=None,
+                   help="an earlier run's output (the timestamped folder): say which searches gave the "
+                        "same trials (strategy and accuracy, round by round)")
     return p.parse_args(argv)
 
 
 def trials_to_reach(rows, method: str, reference: float | None, run: int) -> int | None:
-    """1-based index (in completion order) of ``method``'s first trial scoring >= ``reference``."""
+    """1-based index of ``method``'s first trial scoring >= ``reference``, in the order the trials
+    were issued: by ``iteration`` (the master's round; Optuna's trial number), then start time
+    (within a round of the master; only the first round's trials start together)."""
     if reference is None:
         return None
     mine = sorted((r for r in rows if r.method == method and r.run == run and r.status != "rejected"),
-                  key=lambda r: (r.finished_at, r.trial_id))
+                  key=lambda r: (r.iteration, r.started_at or r.finished_at, r.trial_id))
     for index, row in enumerate(mine, start=1):
         if row.status == "ok" and row.top1_after is not None and row.top1_after >= reference - 1e-12:
             return index
@@ -103,9 +108,38 @@ def run_setting(name: str, args: argparse.Namespace, methods: list[str], out: Pa
     if stats:
         print(json.dumps(stats, indent=1, default=str)[:4000])
     print(f"wall time {wall / 60:.1f} min; report {report}")
-    return {"setting": name, **spec, "trials": trials, "seeds": seeds, "finetune_steps": steps,
+    repeat = same_as(Path(args.same_as), out, name) if args.same_as else None
+    if repeat is not None:
+        for method, runs in repeat.items():
+            same = sum(v == "identical" for v in runs.values())
+            print(f"same as {args.same_as}: {method} {same} of {len(runs)} searches identical {runs}")
+    return {"same_as": repeat, "setting": name, **spec, "trials": trials, "seeds": seeds, "finetune_steps": steps,
             "reduction": args.reduction, "comparison": comparison, "reach": reach, "statistics": stats,
             "wall_minutes": wall / 60, "report": str(report) if report else None}
+
+
+def searches(results: Path) -> dict[tuple, list]:
+    """Per (method, run): its trials as (iteration, strategy, top-1) in a canonical order."""
+    from multi_agent_pruning.results import ResultStore
+
+    out: dict[tuple, list] = {}
+    for r in ResultStore(results).rows():
+        top1 = None if r.top1_after is None else round(r.top1_after, 6)
+        out.setdefault((r.method, r.run), []).append((r.iteration, r.strategy_json, r.status, top1))
+    return {key: sorted(trials) for key, trials in out.items()}
+
+
+def same_as(earlier: Path, later: Path, setting: str) -> dict:
+    """Which searches of ``setting`` are identical in two outputs of this script."""
+    before, now = searches(earlier / setting / "results"), searches(later / setting / "results")
+    verdict = {}
+    for key in sorted(now):
+        method, run = key
+        if key not in before:
+            continue
+        differing = sum(1 for a, b in zip(before[key], now[key]) if a != b) + abs(len(before[key]) - len(now[key]))
+        verdict.setdefault(method, {})[run] = "identical" if differing == 0 else f"{differing} trials differ"
+    return verdict
 
 
 def statistics_for(results: Path, methods: list[str]):

@@ -76,6 +76,12 @@ class SearchConfig(ConfigModel):
     )
     max_failures: int = Field(1, ge=0, description="Retries of a crashed trial (Ray FailureConfig).")
     reuse_actors: bool = Field(True, description="Reuse Ray trial actors between trials.")
+    reproducible: bool = Field(
+        True,
+        description="The master (and Optuna) learn trial results in the order the trials were issued, "
+        "so a seed gives the same search whatever the timing; a free slot may wait for an earlier "
+        "trial. false = learn each result as it arrives (no waiting, order depends on timing).",
+    )
     policy: Literal["builtin", "llm", "auto"] = Field(
         "auto",
         description="Who proposes strategies; auto = llm when an API key or llm.base_url is set.",

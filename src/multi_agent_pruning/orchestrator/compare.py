@@ -125,6 +125,10 @@ def _run_optuna(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str,
                                         storage_file=paths.root / "optuna" / f"{_safe(method)}-run{run}.journal",
                                         study_name=f"{cfg.experiment.name}-{_safe(method)}-run{run}",
                                         first_strategies=first, sampler=sampler)
+    if cfg.effective_search().reproducible:
+        from multi_agent_pruning.search.ordered import InOrderSearcher
+
+        searcher = InOrderSearcher(searcher, lag=parallel - 1, budget=budget)
     store = ResultStore(paths.results)
     sink = RowSink(store, total=budget, progress=print_progress if progress else None)
     ids = {k: v for k, v in ctx.identifiers("", 0).items() if k not in ("trial_id", "iteration")}

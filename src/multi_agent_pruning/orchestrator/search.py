@@ -107,7 +107,8 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
                                   budget=max(budget, 0), batch_size=batch_size,
                                   identifiers={k: v for k, v in context.identifiers("", 0).items()
                                                if k not in ("trial_id", "iteration")},
-                                  history=existing, record=record, start_iteration=start_iteration)
+                                  history=existing, record=record, start_iteration=start_iteration,
+                                  reveal_lag=parallel - 1 if search_cfg.reproducible else None)
         if budget > 0:
             trainable = tune.with_parameters(run_tune_trial, context=context)
             grid = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,

@@ -7,6 +7,13 @@ the full history and the strategies still running (``pending``: never proposed a
 do not idle while the slowest trial of a batch runs, and Ray Tune keeps its trial actors (an
 actor left without a trial is released, and a new one costs a fresh process). Rejected proposals
 and trials that died become rows too.
+
+With ``reveal_lag`` set (``search.reproducible``, the default) the master sees the results in
+the order the trials were issued, not the order they finished: the batch asked after ``n``
+trials were issued sees the first ``n - reveal_lag`` results (at least one more than the last
+batch saw), and a free slot waits for an earlier trial rather than use a later one's result
+(:mod:`multi_agent_pruning.search.ordered`). The same seed then gives the same search whatever
+the timing. Rows are stored as soon as each trial finishes either way.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from ray.tune.search import Searcher
 
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.results.trial import TrialResult, strategy_columns
+from multi_agent_pruning.search.ordered import IssueOrder
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +55,13 @@ class MasterSearcher(Searcher):
         record: Called with every row this searcher produces (rejected or failed trials and
             the rows that trials reported).
         start_iteration: First iteration number (resume continues the numbering).
+        reveal_lag: Concurrent trials - 1 to show the master results in issue order (see the
+            module); None shows each result as soon as it arrives.
     """
 
     def __init__(self, master: Any, analysis: Any, *, profile: dict, target: dict, base: Strategy, budget: int,
                  batch_size: int, identifiers: dict[str, Any], history: list[dict], record: Callable[[TrialResult], None],
-                 start_iteration: int = 0) -> None:
+                 start_iteration: int = 0, reveal_lag: int | None = None) -> None:
         super().__init__(metric="score", mode="max")
         self.master, self.analysis = master, analysis
         self.profile, self.target, self.base = profile, target, base
@@ -67,12 +77,17 @@ class MasterSearcher(Searcher):
         self.completed_since_proposal = 0
         self.stop_reason: str | None = None
         self.iterations_run = 0
+        self.order = IssueOrder(reveal_lag) if reveal_lag is not None else None
+        self.revealed_at_last_batch = -1
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.finished or self.issued >= self.budget or getattr(self.record, "error", None) is not None:
             return Searcher.FINISHED
         if not self.queue:
-            if self.running and not self.completed_since_proposal:
+            if self.order is not None:
+                if not self._reveal_in_issue_order():
+                    return None  # an earlier trial still runs: wait for it, whoever finished first
+            elif self.running and not self.completed_since_proposal:
                 return None  # nothing new to learn from yet: wait for a result
             self._next_batch()
             if not self.queue:
@@ -80,10 +95,16 @@ class MasterSearcher(Searcher):
         strategy = self.queue.pop(0)
         self.running[trial_id] = (strategy, self.iteration - 1)
         self.issued += 1
+        if self.order is not None:
+            self.order.issue(trial_id)
         return {"strategy": strategy.to_json(), "trial_id": trial_id, "iteration": self.iteration - 1}
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        strategy, iteration = self.running.pop(trial_id, (None, self.iteration - 1))
+        ordered = self.order is not None and trial_id in self.running and trial_id in self.order.order
+        if ordered:  # stays pending to the master (in issue order) until revealed
+            strategy, iteration = self.running[trial_id]
+        else:
+            strategy, iteration = self.running.pop(trial_id, (None, self.iteration - 1))
         if result is not None and "row_json" in result and not error:
             row = row_from_report(result)
         else:
@@ -91,8 +112,27 @@ class MasterSearcher(Searcher):
                                      strategy=strategy, target_kind=self.base.target_kind,
                                      **self.identifiers, trial_id=trial_id, iteration=iteration)
         self.record(row)
-        self.history.append({"strategy_json": row.strategy_json, "top1_after": row.top1_after, "status": row.status})
+        seen = {"strategy_json": row.strategy_json, "top1_after": row.top1_after, "status": row.status}
+        if ordered:
+            self.order.finish(trial_id, seen)
+        else:
+            self.history.append(seen)
         self.completed_since_proposal += 1
+
+    def _reveal_in_issue_order(self) -> bool:
+        """Moves the results the next batch may see into the history (issue order); False while
+        one of them still runs. The batch sees all but the last ``lag`` issued trials, and at
+        least one result more than the previous batch (as the unordered path waits for one)."""
+        order = self.order
+        issued = order.issued
+        upto = issued if issued == 0 else min(issued, max(issued - order.lag, self.revealed_at_last_batch + 1))
+        if not order.ready(upto):
+            return False
+        for trial_id, seen in order.reveal(upto):
+            self.history.append(seen)
+            self.running.pop(trial_id, None)
+        self.revealed_at_last_batch = upto
+        return True
 
     def _next_batch(self, attempts: int = 3) -> None:
         for _ in range(attempts):
