@@ -84,6 +84,9 @@ def test_optuna_proposes_different_hyperparameters_and_the_study_reloads(tmp_pat
     study = optuna.load_study(study_name="quickstart-taylor-run0",
                               storage=JournalStorage(JournalFileBackend(str(out / "optuna" / "taylor-run0.journal"))))
     assert len(study.trials) == 3
+    # search.reproducible holds results back until their turn; every one reached the study
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert sorted(t.value for t in study.trials) == sorted(r.top1_after for r in rows if r.method == "taylor")
     params = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(set(params)) == 3  # every trial tried different hyperparameters
     # each row's iteration is its Optuna trial number (it was a digit run of the Tune trial id)

@@ -100,3 +100,15 @@ def test_issue_order_refuses_to_reveal_past_a_running_trial():
         order.reveal(1)
     with pytest.raises(ValueError, match="lag"):
         IssueOrder(-1)
+
+
+def test_tune_checkpoints_the_wrapper_state_without_the_wrapped_searcher():
+    inner = OptunaSearch(space=_space, metric="score", mode="max", sampler=optuna.samplers.TPESampler(seed=0))
+    searcher = InOrderSearcher(inner, lag=1, budget=3)
+    searcher.suggest("a"), searcher.suggest("b")
+    searcher.on_trial_complete("b", {"score": 1.0})
+    state = searcher.get_state()
+    assert "searcher" not in state and state["order"].order == ["a", "b"]
+    copy = InOrderSearcher(OptunaSearch(space=_space, metric="score", mode="max"), lag=1, budget=3)
+    copy.set_state(state)
+    assert copy.order.finished == {"b": ({"score": 1.0}, False)} and copy.suggest("c") is None

@@ -18,6 +18,7 @@ Rows are still stored the moment a trial finishes; only what the searcher learns
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Hashable
 from typing import Any
 
@@ -130,6 +131,16 @@ class InOrderSearcher(Searcher):
 
     def add_evaluated_point(self, *args, **kwargs) -> None:
         self.searcher.add_evaluated_point(*args, **kwargs)
+
+    # Tune checkpoints every wrapper (anything with a ``searcher``) through these, the wrapped
+    # searcher through its own save/restore.
+    def get_state(self) -> dict:
+        state = self.__dict__.copy()
+        del state["searcher"]
+        return copy.deepcopy(state)
+
+    def set_state(self, state: dict) -> None:
+        self.__dict__.update(state)
 
     def save(self, checkpoint_path: str) -> None:
         self.searcher.save(checkpoint_path)
