@@ -56,14 +56,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def trials_to_reach(rows, method: str, reference: float | None, run: int) -> int | None:
     """1-based index of ``method``'s first trial scoring >= ``reference``, in the order the trials
-    were issued: by ``iteration`` (the master's round; Optuna's trial number), then start time
-    (within a round of the master; only the first round's trials start together)."""
+    were issued: by ``iteration`` (Optuna's trial number; the master's round). The trials of one
+    round of the master were proposed together from the same results, in no meaningful order, so
+    within a round the ones that reach ``reference`` count last (conservative, and the same in
+    every rerun; start times are not)."""
     if reference is None:
         return None
+
+    def reached(row) -> bool:
+        return row.status == "ok" and row.top1_after is not None and row.top1_after >= reference - 1e-12
+
     mine = sorted((r for r in rows if r.method == method and r.run == run and r.status != "rejected"),
-                  key=lambda r: (r.iteration, r.started_at or r.finished_at, r.trial_id))
+                  key=lambda r: (r.iteration, reached(r), r.trial_id))
     for index, row in enumerate(mine, start=1):
-        if row.status == "ok" and row.top1_after is not None and row.top1_after >= reference - 1e-12:
+        if reached(row):
             return index
     return None
 
