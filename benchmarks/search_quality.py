@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--finetune-steps", type=int, default=None, help="fine-tune steps per trial (15; quick: 20)")
     p.add_argument("--output", default="runs/bench/search_quality", help="output directory")
     p.add_argument("--json", default=None, help="also write the numbers here")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra config override for every method, e.g. search.reproducible=false")
     p.add_argument("--same-as", default=None,
                    help="an earlier run's output (the timestamped folder): say which searches gave the "
                         "same trials (strategy and accuracy, round by round)")
@@ -88,7 +90,7 @@ def run_setting(name: str, args: argparse.Namespace, methods: list[str], out: Pa
         f"model.train_steps={spec['train_steps']}", f"target.reduction={args.reduction}", "target.budget=null",
         f"finetune.steps={steps}", "evaluation.latency=false", "search.convergence_threshold=0",
         f"search.max_iterations={max(2, trials // 2)}", "agents.profiling_agent.calibration_batches=1",
-        "safety_limits.max_overall_pruning=0.9", *spec.get("extra", []),
+        "safety_limits.max_overall_pruning=0.9", *spec.get("extra", []), *args.set,
     ]
     cfg = load_config("configs/quickstart.yaml", overrides=overrides)
     start = time.perf_counter()
