@@ -50,6 +50,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", default=None, help="also write the numbers here")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for every method, e.g. search.reproducible=false")
+    p.add_argument("--reuse", default=None, metavar="DIR",
+                   help="an earlier output (the timestamped folder) of the same settings and seeds: take the "
+                        "methods other than multi_agent from it instead of rerunning them (with "
+                        "search.reproducible they give the same rows again; --same-as checks it)")
     p.add_argument("--same-as", default=None,
                    help="an earlier run's output (the timestamped folder): say which searches gave the "
                         "same trials (strategy and accuracy, round by round)")
@@ -93,10 +97,13 @@ def run_setting(name: str, args: argparse.Namespace, methods: list[str], out: Pa
         "safety_limits.max_overall_pruning=0.9", *spec.get("extra", []), *args.set,
     ]
     cfg = load_config("configs/quickstart.yaml", overrides=overrides)
+    reused = [m for m in methods if m != "multi_agent"] if args.reuse else []
     start = time.perf_counter()
-    comparison = compare_methods(cfg, methods, num_runs=seeds, trials_per_method=trials, output_dir=out / name,
-                                 progress=False)
+    comparison = compare_methods(cfg, [m for m in methods if m not in reused], num_runs=seeds,
+                                 trials_per_method=trials, output_dir=out / name, progress=False)
     wall = time.perf_counter() - start
+    if reused:
+        comparison = reuse_methods(Path(args.reuse) / name, out / name, reused, methods, comparison, seeds)
     rows = ResultStore(out / name / "results").rows()
     reach = {}
     if "optuna_tpe" in comparison and "multi_agent" in comparison:
@@ -121,9 +128,28 @@ def run_setting(name: str, args: argparse.Namespace, methods: list[str], out: Pa
         for method, runs in repeat.items():
             same = sum(v == "identical" for v in runs.values())
             print(f"same as {args.same_as}: {method} {same} of {len(runs)} searches identical {runs}")
-    return {"same_as": repeat, "setting": name, **spec, "trials": trials, "seeds": seeds, "finetune_steps": steps,
+    return {"same_as": repeat, "reused": {"from": args.reuse, "methods": reused} if reused else None, "setting": name, **spec, "trials": trials, "seeds": seeds, "finetune_steps": steps,
             "reduction": args.reduction, "comparison": comparison, "reach": reach, "statistics": stats,
             "wall_minutes": wall / 60, "report": str(report) if report else None}
+
+
+def reuse_methods(earlier: Path, here: Path, reused: list[str], methods: list[str], comparison: dict,
+                  seeds: int) -> dict:
+    """Adds ``reused`` methods' rows (runs < ``seeds``) from an earlier output to this one and
+    returns the comparison of all ``methods`` (the reused ones keep their wall time)."""
+    from multi_agent_pruning.orchestrator.compare import summarise_comparison
+    from multi_agent_pruning.results import ResultStore
+
+    store, old = ResultStore(here / "results"), ResultStore(earlier / "results")
+    rows = [r for r in old.rows() if r.method in reused and r.run < seeds]
+    missing = {(m, run) for m in reused for run in range(seeds)} - {(r.method, r.run) for r in rows}
+    if missing:
+        raise SystemExit(f"--reuse {earlier}: no rows for {sorted(missing)}")
+    store.append(rows)
+    before = json.loads((earlier / "comparison.json").read_text())
+    walls = {m: (comparison.get(m) or before.get(m, {})).get("wall_time_s") for m in methods}
+    experiment = rows[0].experiment
+    return summarise_comparison(store, experiment, methods, walls)
 
 
 def searches(results: Path) -> dict[tuple, list]:

@@ -31,11 +31,10 @@ def test_first_batch_walks_the_templates_in_order():
     assert described == [
         ("l1", True, False, 5e-3, 0.5),
         ("l1", False, False, 8e-3, 0.5),
-        ("taylor", True, True, 3e-3, 0.5),
         ("l2", False, False, 4e-3, 0.0),
+        ("taylor", False, False, 6e-3, 0.0),
     ]
     assert batch[0].group_multipliers == {"stage1": 1.0, "stage2": 1.0, "stage3": 1.0}
-    assert batch[2].group_multipliers == sensitivity_multipliers(KINDS)
     # The target and the recovery budget are the base's.
     assert {(s.target_reduction, s.finetune_steps) for s in batch} == {(0.8, None)}
 
@@ -44,7 +43,7 @@ def test_first_batch_respects_the_allowed_criteria_and_attention():
     policy = BuiltinPolicy(seed=0, criteria=("taylor", "l2"))
     batch = policy.propose(KINDS, BASE.replace(prune_num_heads=True), [], batch_size=5, iteration=0)
     assert {s.importance for s in batch} <= {"taylor", "l2"} and len(batch) == 5
-    assert [s.importance for s in batch[:3]] == ["taylor", "l2", "taylor"]
+    assert [s.importance for s in batch[:3]] == ["l2", "taylor", "taylor"]
     assert not any(s.prune_num_heads for s in batch)  # no attention in the profile
     with_heads = policy.propose(KINDS, BASE.replace(prune_num_heads=True), [], batch_size=2, iteration=0,
                                 has_attention=True)
@@ -64,7 +63,25 @@ def test_models_with_attention_start_with_the_isomorphic_pruning_recipe():
     # The whole list is the CNN order with that template moved to the front, nothing lost.
     cnn = BuiltinPolicy(seed=0).propose(KINDS, BASE, [], batch_size=10, iteration=0)
     vit = BuiltinPolicy(seed=0).propose(KINDS, BASE, [], batch_size=10, iteration=0, has_attention=True)
-    assert [s.key() for s in vit] == [s.key() for s in [cnn[2], *cnn[:2], *cnn[3:]]]
+    assert [s.key() for s in vit] == [s.key() for s in [cnn[4], *cnn[:4], *cnn[5:]]]
+
+
+def test_models_without_attention_try_the_per_layer_templates_before_the_isomorphic_recipe():
+    batch = BuiltinPolicy(seed=0).propose(KINDS, BASE, [], batch_size=5, iteration=0)
+    recipe = batch[4]  # the Isomorphic Pruning recipe: fifth on CNNs
+    assert (recipe.importance, recipe.global_pruning, recipe.isomorphic, recipe.learning_rate) == ("taylor", True, True, 3e-3)
+    assert recipe.group_multipliers == sensitivity_multipliers(KINDS)
+    # With batches of two, the later rounds explore the first four templates, one per round:
+    # the recipe is not among them on a CNN.
+    policy = BuiltinPolicy(seed=0)
+    first = policy.propose(KINDS, BASE, [], batch_size=2, iteration=0)
+    history = [Observation(s, 0.5) for s in first]
+    explored = []
+    for iteration in (1, 2):
+        batch = policy.propose(KINDS, BASE, history, batch_size=2, iteration=iteration)
+        explored.append((batch[0].importance, batch[0].global_pruning))
+        history += [Observation(s, 0.4) for s in batch]
+    assert explored == [("l2", False), ("taylor", False)]
 
 
 def test_later_batches_are_new_and_refine_the_best():
@@ -117,7 +134,7 @@ def test_after_the_first_batch_the_best_strategy_is_probed_at_half_its_rate():
     first = policy.propose(KINDS, BASE, [], batch_size=2, iteration=0)
     history = [Observation(first[0], 0.8), Observation(first[1], 0.6)]  # L1 global at 5x wins
     batch = policy.propose(KINDS, BASE, history, batch_size=2, iteration=1)
-    assert batch[0].importance == "taylor" and batch[0].isomorphic  # the next template
+    assert batch[0].importance == "l2" and not batch[0].global_pruning  # the next template
     assert batch[1] == first[0].replace(learning_rate=2.5e-3)  # the best, at half its rate
     # A best strategy already below the configured rate is probed at twice its rate.
     low = first[0].replace(learning_rate=5e-4)

@@ -7,15 +7,18 @@ The policy is a small evolutionary search with a sensitivity-informed prior:
    calibration loss less are pruned more (``m_k ~ (mean_sens / sens_k) ** 0.5``, normalised so the
    MACs-weighted mean multiplier is 1 and clamped to [0.25, 2.5]). The batch walks a fixed list of
    templates (criterion, ranking, multipliers, recovery learning rate, distillation weight) that
-   alternates per-layer and global ranking: L1 global and L1 per layer with distillation, Taylor +
-   isomorphic + sensitivity multipliers, L2 per layer, Taylor per layer, LAMP, L2 + isomorphic,
+   alternates per-layer and global ranking: L1 global and L1 per layer with distillation, L2 per
+   layer, Taylor per layer, Taylor + isomorphic + sensitivity multipliers, LAMP, L2 + isomorphic,
    FPGM, Hessian, Taylor global. Each template gets its own recovery learning rate, from 1x to
-   10x the configured one (5x, 8x, 3x, 4x, 6x, ...; a short recovery after an aggressive prune is
+   10x the configured one (5x, 8x, 4x, 6x, 3x, ...; a short recovery after an aggressive prune is
    very sensitive to it and usually wants more than a full fine-tune's rate), and half of them
    distil from the dense model (``kd_weight`` 0.5), which helps a short recovery. On models with
    attention (ViT/DeiT) the Taylor + global isomorphic template, the Isomorphic Pruning recipe for
    DeiT, comes first: in all 18 ViT searches of BENCHMARKS.md (runs 6-8, 10, 12) it scored
-   0.71-0.78 while the L1 templates ahead of it scored 0.28-0.63.
+   0.71-0.78 while the L1 templates ahead of it scored 0.28-0.63. On CNNs it comes fifth, after
+   the per-layer L2 and Taylor templates: in the 15 CNN searches of run 14 it scored 0.45-0.59
+   (digits) and 0.21-0.24 (Fashion-MNIST), the sensitivity multipliers' extreme per-stage ratios
+   breaking the CNN, while per-layer L2 scored 0.91-0.98 and 0.55-0.67.
 2. **Later batches**: the best ``k`` evaluated strategies are parents. Each child copies a parent
    (rank-weighted choice) and changes one of its genes (two in 40 % of the children) inside a
    trust region that shrinks every iteration: the learning rate (log-normal, sigma
@@ -58,21 +61,22 @@ _MULT_RANGE = (0.25, 2.5)
 # rate relative to the configured one, distillation weight). Measured on digits (BENCHMARKS.md,
 # search quality runs 1-4): a fixed rate lost to Optuna-tuned baselines, the tuned ones won with
 # 3-8x the configured rate, L1 magnitude ranking (global or per layer) and distillation; so those
-# come first, then global/isomorphic Taylor (the Isomorphic Pruning recipe). "sens": sensitivity
+# come first, then per-layer L2 and Taylor, then global/isomorphic Taylor (the Isomorphic Pruning
+# recipe; first on models with attention, see the module docstring). "sens": sensitivity
 # multipliers.
 _TEMPLATES = (
     ("l1", True, False, "uniform", 5.0, 0.5),
     ("l1", False, False, "uniform", 8.0, 0.5),
-    ("taylor", True, True, "sens", 3.0, 0.5),
     ("l2", False, False, "uniform", 4.0, 0.0),
     ("taylor", False, False, "uniform", 6.0, 0.0),
+    ("taylor", True, True, "sens", 3.0, 0.5),
     ("lamp", True, True, "sens", 2.0, 0.5),
     ("l2", True, True, "sens", 10.0, 0.0),
     ("fpgm", False, False, "uniform", 3.0, 0.5),
     ("hessian", True, True, "sens", 1.5, 0.0),
     ("taylor", True, False, "sens", 1.0, 0.5),
 )
-_ISOMORPHIC_TAYLOR = 2  # index of the Isomorphic Pruning recipe: first on models with attention
+_ISOMORPHIC_TAYLOR = 4  # index of the Isomorphic Pruning recipe: first on models with attention
 _KD_CHOICES = (0.0, 0.5)
 # What a mutation may change, with its odds (see ``BuiltinPolicy._mutate``).
 _GENES = {"lr": 3.0, "multipliers": 2.0, "kd": 1.0, "round_to": 1.0, "ranking": 0.7, "criterion": 0.7}
