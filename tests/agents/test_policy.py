@@ -55,15 +55,15 @@ def test_models_with_attention_start_with_the_isomorphic_pruning_recipe():
     described = [(s.importance, s.global_pruning, s.isomorphic, s.learning_rate, s.kd_weight) for s in batch]
     assert described == [
         ("taylor", True, True, 3e-3, 0.5),  # Taylor, global, isomorphic: the recipe for DeiT
-        ("l1", True, False, 5e-3, 0.5),
-        ("l1", False, False, 8e-3, 0.5),
-        ("l2", False, False, 4e-3, 0.0),
+        ("lamp", True, True, 2e-3, 0.5),  # then the other global isomorphic ones, lower rates first
+        ("hessian", True, True, 1.5e-3, 0.0),
+        ("l2", True, True, 1e-2, 0.0),
     ]
-    assert batch[0].group_multipliers == sensitivity_multipliers(KINDS)
-    # The whole list is the CNN order with that template moved to the front, nothing lost.
+    assert all(s.group_multipliers == sensitivity_multipliers(KINDS) for s in batch)
+    # The whole list is the CNN order with those four moved to the front, nothing lost.
     cnn = BuiltinPolicy(seed=0).propose(KINDS, BASE, [], batch_size=10, iteration=0)
     vit = BuiltinPolicy(seed=0).propose(KINDS, BASE, [], batch_size=10, iteration=0, has_attention=True)
-    assert [s.key() for s in vit] == [s.key() for s in [cnn[4], *cnn[:4], *cnn[5:]]]
+    assert [s.key() for s in vit] == [s.key() for s in [cnn[4], cnn[5], cnn[8], cnn[6], *cnn[:4], cnn[7], cnn[9]]]
 
 
 def test_models_without_attention_try_the_per_layer_templates_before_the_isomorphic_recipe():

@@ -13,9 +13,12 @@ The policy is a small evolutionary search with a sensitivity-informed prior:
    10x the configured one (5x, 8x, 4x, 6x, 3x, ...; a short recovery after an aggressive prune is
    very sensitive to it and usually wants more than a full fine-tune's rate), and half of them
    distil from the dense model (``kd_weight`` 0.5), which helps a short recovery. On models with
-   attention (ViT/DeiT) the Taylor + global isomorphic template, the Isomorphic Pruning recipe for
-   DeiT, comes first: in all 18 ViT searches of BENCHMARKS.md (runs 6-8, 10, 12) it scored
-   0.71-0.78 while the L1 templates ahead of it scored 0.28-0.63. On CNNs it comes fifth, after
+   attention (ViT/DeiT) the templates with global isomorphic ranking come first: the Taylor one,
+   the Isomorphic Pruning recipe for DeiT, then LAMP, Hessian and L2 (lower rates first), then
+   the others. In all 18 ViT searches of BENCHMARKS.md runs 6-8, 10 and 12 the recipe scored
+   0.71-0.78 while the L1 templates ahead of it scored 0.28-0.63, and in run 14 (digits-vit, a
+   better trained dense model) the per-layer L1 and L2 templates scored 0.23-0.57 against
+   0.78-0.91 for global isomorphic ones. On CNNs the recipe comes fifth, after
    the per-layer L2 and Taylor templates: in the 15 CNN searches of run 14 it scored 0.45-0.59
    (digits) and 0.21-0.24 (Fashion-MNIST), the sensitivity multipliers' extreme per-stage ratios
    breaking the CNN, while per-layer L2 scored 0.91-0.98 and 0.55-0.67.
@@ -76,7 +79,9 @@ _TEMPLATES = (
     ("hessian", True, True, "sens", 1.5, 0.0),
     ("taylor", True, False, "sens", 1.0, 0.5),
 )
-_ISOMORPHIC_TAYLOR = 4  # index of the Isomorphic Pruning recipe: first on models with attention
+# On models with attention: the templates with global isomorphic ranking first (the Isomorphic
+# Pruning recipe, then LAMP, Hessian and L2, lower rates first), then the rest in order.
+_ATTENTION_ORDER = (4, 5, 8, 6, 0, 1, 2, 3, 7, 9)
 _KD_CHOICES = (0.0, 0.5)
 # What a mutation may change, with its odds (see ``BuiltinPolicy._mutate``).
 _GENES = {"lr": 3.0, "multipliers": 2.0, "kd": 1.0, "round_to": 1.0, "ranking": 0.7, "criterion": 0.7}
@@ -152,9 +157,8 @@ class BuiltinPolicy:
     def _first_batch(self, kinds, base: Strategy, has_attention: bool) -> list[Strategy]:
         multipliers = {"sens": sensitivity_multipliers(kinds), "uniform": {k: 1.0 for k in kinds}}
         templates = _TEMPLATES
-        if has_attention:  # the Isomorphic Pruning recipe first (module docstring, point 1)
-            templates = (_TEMPLATES[_ISOMORPHIC_TAYLOR],) + tuple(
-                t for i, t in enumerate(_TEMPLATES) if i != _ISOMORPHIC_TAYLOR)
+        if has_attention:  # global isomorphic ranking first (module docstring, point 1)
+            templates = tuple(_TEMPLATES[i] for i in _ATTENTION_ORDER)
         out = []
         for criterion, global_pruning, isomorphic, mult, lr_factor, kd in templates:
             if criterion not in self.criteria:
