@@ -17,8 +17,8 @@ The policy is a small evolutionary search with a sensitivity-informed prior:
    the Isomorphic Pruning recipe for DeiT, then LAMP, Hessian and L2 (lower rates first), then
    the others. In all 18 ViT searches of BENCHMARKS.md runs 6-8, 10 and 12 the recipe scored
    0.71-0.78 while the L1 templates ahead of it scored 0.28-0.63, and in run 14 (digits-vit, a
-   better trained dense model) the per-layer L1 and L2 templates scored 0.23-0.57 against
-   0.78-0.91 for global isomorphic ones. On CNNs the recipe comes fifth, after
+   better trained dense model) the per-layer L1 and L2 templates scored 0.23-0.54 against
+   0.77-0.91 for global isomorphic ones. On CNNs the recipe comes fifth, after
    the per-layer L2 and Taylor templates: in the 15 CNN searches of run 14 it scored 0.45-0.59
    (digits) and 0.21-0.24 (Fashion-MNIST), the sensitivity multipliers' extreme per-stage ratios
    breaking the CNN, while per-layer L2 scored 0.91-0.98 and 0.55-0.67.
