@@ -53,7 +53,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--reuse", default=None, metavar="DIR",
                    help="an earlier output (the timestamped folder) of the same settings and seeds: take the "
                         "methods other than multi_agent from it instead of rerunning them (with "
-                        "search.reproducible they give the same rows again; --same-as checks it)")
+                        "search.reproducible they give the same rows again; --same-as checks it). Only "
+                        "valid for methods whose code path did not change since")
+    p.add_argument("--reuse-methods", default=None,
+                   help="comma-separated methods to take from --reuse (default: all but multi_agent)")
     p.add_argument("--same-as", default=None,
                    help="an earlier run's output (the timestamped folder): say which searches gave the "
                         "same trials (strategy and accuracy, round by round)")
@@ -97,7 +100,8 @@ def run_setting(name: str, args: argparse.Namespace, methods: list[str], out: Pa
         "safety_limits.max_overall_pruning=0.9", *spec.get("extra", []), *args.set,
     ]
     cfg = load_config("configs/quickstart.yaml", overrides=overrides)
-    reused = [m for m in methods if m != "multi_agent"] if args.reuse else []
+    reusable = args.reuse_methods.split(",") if args.reuse_methods else [m for m in methods if m != "multi_agent"]
+    reused = [m for m in methods if m in reusable] if args.reuse else []
     start = time.perf_counter()
     comparison = compare_methods(cfg, [m for m in methods if m not in reused], num_runs=seeds,
                                  trials_per_method=trials, output_dir=out / name, progress=False)
