@@ -27,13 +27,17 @@ def test_sensitivity_multipliers_prune_insensitive_kinds_more_and_keep_the_macs_
 
 def test_first_batch_walks_the_templates_in_order():
     batch = BuiltinPolicy(seed=0).propose(KINDS, BASE, [], batch_size=4, iteration=0)
-    described = [(s.importance, s.global_pruning, s.isomorphic, s.learning_rate, s.kd_weight) for s in batch]
+    described = [(s.importance, s.global_pruning, s.isomorphic, s.learning_rate, s.kd_weight, s.round_to)
+                 for s in batch]
     assert described == [
-        ("l1", True, False, 5e-3, 0.5),
-        ("l1", False, False, 8e-3, 0.5),
-        ("l2", False, False, 4e-3, 0.0),
-        ("taylor", False, False, 6e-3, 0.0),
+        ("l1", True, False, 5e-3, 0.5, None),
+        ("l1", False, False, 5e-3, 0.5, 8),  # per layer: channel counts in multiples of 8
+        ("l2", False, False, 4e-3, 0.0, None),
+        ("taylor", False, False, 6e-3, 0.0, None),
     ]
+    # A template without its own round_to keeps the configured one.
+    configured = BuiltinPolicy(seed=0).propose(KINDS, BASE.replace(round_to=4), [], batch_size=2, iteration=0)
+    assert [s.round_to for s in configured] == [4, 8]
     assert batch[0].group_multipliers == {"stage1": 1.0, "stage2": 1.0, "stage3": 1.0}
     # The target and the recovery budget are the base's.
     assert {(s.target_reduction, s.finetune_steps) for s in batch} == {(0.8, None)}
