@@ -8,9 +8,8 @@ The policy is a small evolutionary search with a sensitivity-informed prior:
    MACs-weighted mean multiplier is 1 and clamped to [0.25, 2.5]). The batch walks a fixed list of
    templates (criterion, ranking, multipliers, recovery learning rate, distillation weight) that
    alternates per-layer and global ranking: L1 global and L1 per layer (channel counts rounded to
-   multiples of 8) with distillation, L2 per
-   layer, Taylor per layer, Taylor + isomorphic + sensitivity multipliers, LAMP, L2 + isomorphic,
-   FPGM, Hessian, Taylor global. Each template gets its own recovery learning rate, from 1x to
+   multiples of 8) with distillation, L2 per layer, Taylor per layer, Taylor + isomorphic +
+   sensitivity multipliers, LAMP, L2 + isomorphic, FPGM, Hessian, Taylor global. Each template gets its own recovery learning rate, from 1x to
    10x the configured one (5x, 5x, 4x, 6x, 3x, ...; a short recovery after an aggressive prune is
    very sensitive to it and usually wants more than a full fine-tune's rate), and half of them
    distil from the dense model (``kd_weight`` 0.5), which helps a short recovery. On models with
