@@ -140,8 +140,10 @@ def run_setting(name: str, args: argparse.Namespace, methods: list[str], out: Pa
 def reuse_methods(earlier: Path, here: Path, reused: list[str], methods: list[str], comparison: dict,
                   seeds: int) -> dict:
     """Adds ``reused`` methods' rows (runs < ``seeds``) from an earlier output to this one and
-    returns the comparison of all ``methods`` (the reused ones keep their wall time)."""
+    returns the comparison of all ``methods`` (the reused ones keep their wall time). It replaces
+    this output's ``comparison.json``, so a later ``--reuse`` of it finds every method."""
     from multi_agent_pruning.orchestrator.compare import summarise_comparison
+    from multi_agent_pruning.orchestrator.experiment import write_json_atomic
     from multi_agent_pruning.results import ResultStore
 
     store, old = ResultStore(here / "results"), ResultStore(earlier / "results")
@@ -152,8 +154,9 @@ def reuse_methods(earlier: Path, here: Path, reused: list[str], methods: list[st
     store.append(rows)
     before = json.loads((earlier / "comparison.json").read_text())
     walls = {m: (comparison.get(m) or before.get(m, {})).get("wall_time_s") for m in methods}
-    experiment = rows[0].experiment
-    return summarise_comparison(store, experiment, methods, walls)
+    comparison = summarise_comparison(store, rows[0].experiment, methods, walls)
+    write_json_atomic(here / "comparison.json", comparison)
+    return comparison
 
 
 def searches(results: Path) -> dict[tuple, list]:
