@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -44,10 +45,18 @@ class ConvNet(nn.Module):
 
 
 def build(name: str, **kwargs) -> nn.Module:
-    """The build_fn the loader calls: timm names, plus this file's ConvNet."""
-    if name == "convnet":
-        return ConvNet(**kwargs)
+    """The build_fn the loader calls: timm names, plus this file's ConvNet (``convnet_depthwise``)."""
+    if name in ("convnet", "convnet_depthwise"):
+        return ConvNet(depthwise=name == "convnet_depthwise", **kwargs)
     return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def _rewrite(path, document: dict) -> None:
+    """Writes an edited model.json with its document hash recomputed, as the format defines it."""
+    body = {k: v for k, v in document.items() if k != "document_sha256"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    document["document_sha256"] = hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    path.write_text(json.dumps(document))
 
 
 def _prune(model: nn.Module) -> nn.Module:
@@ -115,7 +124,8 @@ def test_pruned_cnn_round_trip_restores_batchnorm_and_groups(depthwise, tmp_path
     dense = ConvNet(depthwise=depthwise)
     _set_bn_statistics(dense)
     model, _ = _prune(dense)
-    save_pruned_model(model, tmp_path, base_model="convnet", model_kwargs={"depthwise": depthwise}, metadata={})
+    name = "convnet_depthwise" if depthwise else "convnet"
+    save_pruned_model(model, tmp_path, base_model=name, model_kwargs={}, metadata={})
     loaded, _ = load_pruned_model(tmp_path, build_fn=build)
 
     x = torch.randn(3, 1, 16, 16)
@@ -176,7 +186,7 @@ def test_different_architecture_is_named(pruned_vit, tmp_path):
     save_pruned_model(model, tmp_path, base_model=VIT_NAME, model_kwargs=VIT_KWARGS, metadata={})
     document = json.loads((tmp_path / "model.json").read_text())
     document["model_kwargs"]["depth"] = 1
-    (tmp_path / "model.json").write_text(json.dumps(document))
+    _rewrite(tmp_path / "model.json", document)
     with pytest.raises(CheckpointError, match=r"saved modules missing from it 'blocks.1'"):
         load_pruned_model(tmp_path, build_fn=build)
 
@@ -185,11 +195,11 @@ def test_other_class_and_unknown_base_model_are_errors(tmp_path):
     save_pruned_model(ConvNet(width=4), tmp_path, base_model="convnet", model_kwargs={"width": 4}, metadata={})
     document = json.loads((tmp_path / "model.json").read_text())
     document["structure"]["features.1"]["class"] = "torch.nn.modules.batchnorm.BatchNorm1d"
-    (tmp_path / "model.json").write_text(json.dumps(document))
+    _rewrite(tmp_path / "model.json", document)
     with pytest.raises(CheckpointError, match=r"Module 'features.1' is a torch.nn.modules.batchnorm.BatchNorm2d"):
         load_pruned_model(tmp_path, build_fn=build)
     document["base_model"] = "no_such_model_xyz"
-    (tmp_path / "model.json").write_text(json.dumps(document))
+    _rewrite(tmp_path / "model.json", document)
     with pytest.raises(CheckpointError, match=r"Could not build the base model 'no_such_model_xyz'"):
         load_pruned_model(tmp_path, build_fn=build)
 
@@ -202,12 +212,10 @@ def test_weights_that_do_not_fit_fail_the_strict_load(tmp_path):
     save_file(state, str(tmp_path / "model.safetensors"))
     with pytest.raises(CheckpointError, match="files come from different saves or the weights were modified"):
         load_pruned_model(tmp_path, build_fn=build)
-    # With a matching checksum the strict load itself reports the keys.
-    import hashlib
-
+    # With matching checksums the strict load itself reports the keys.
     document = json.loads((tmp_path / "model.json").read_text())
     document["weights"]["sha256"] = hashlib.sha256((tmp_path / "model.safetensors").read_bytes()).hexdigest()
-    (tmp_path / "model.json").write_text(json.dumps(document))
+    _rewrite(tmp_path / "model.json", document)
     with pytest.raises(CheckpointError, match=r"(?s)do not fit the rebuilt model: .*head\.bias.*head\.extra"):
         load_pruned_model(tmp_path, build_fn=build)
 

@@ -4,15 +4,21 @@ A pruned model cannot be rebuilt from its constructor: its layers have fewer cha
 or head dimensions than the dense model. ``save_pruned_model`` writes two files:
 
 * ``model.safetensors``: the state dict (tensors only, safe to read from any source);
-* ``model.json``: how to build the dense base model (registry/timm name + keyword arguments),
-  every module's class and shape attributes (``in_features``, ``num_heads``, ``head_dim``...),
-  the weights' SHA-256 and the caller's metadata plus library versions and a timestamp.
+* ``model.json``: how to build the dense base model (registry/timm name + plain keyword
+  arguments), every module's class and shape attributes (``in_features``, ``num_heads``,
+  ``head_dim``...), the weights' SHA-256, the caller's metadata plus library versions and a
+  timestamp, and ``document_sha256``, the SHA-256 of the document itself.
 
-``load_pruned_model`` builds the dense model, sets the recorded attributes, re-allocates every
-parameter/buffer whose saved shape differs, and loads the weights strictly. Each file is
-written to a temporary file and moved into place with ``os.replace``; the weights are written
-first and ``model.json`` (which names their checksum) last, so a reader never pairs a
-``model.json`` with weights from another save without noticing.
+``load_pruned_model`` treats both files as untrusted data (see :mod:`.saved_model_schema`):
+it checks the two hashes, validates ``model.json`` against a strict schema, builds the dense
+model, checks every saved attribute against the rebuilt module and the weights, then sets the
+attributes, re-allocates every parameter/buffer whose saved shape differs and loads the weights
+strictly. Nothing on this path can unpickle. Folders of ``format_version`` 1 (no document hash)
+still load, under the same schema and checks, with a warning.
+
+Each file is written to a temporary file and moved into place with ``os.replace``; the
+weights are written first and ``model.json`` (which names their checksum) last, so a reader
+never pairs a ``model.json`` with weights from another save without noticing.
 """
 
 from __future__ import annotations
@@ -31,24 +37,34 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from pydantic import ValidationError as PydanticValidationError
 
+from multi_agent_pruning.core.saved_model_schema import (
+    SHAPE_ATTRIBUTES,
+    SavedModelDocument,
+    check_against_dense,
+    check_against_weights,
+    class_name,
+    describe_issues,
+    document_sha256,
+    recipe_issues,
+    shape_attributes,
+)
 from multi_agent_pruning.exceptions import CheckpointError, ConfigIssue, ConfigurationError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FORMAT_VERSION", "load_pickled_model", "load_pruned_model", "save_pruned_model"]
+__all__ = [
+    "FORMAT_VERSION", "SHAPE_ATTRIBUTES", "describe_structure", "load_pickled_model", "load_pruned_model",
+    "save_pruned_model",
+]
 
-FORMAT_VERSION = 1
+# 2: model.json carries document_sha256 and is read under a strict schema (1 still loads).
+FORMAT_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
 STRUCTURE_FILE = "model.json"
-# Attributes that describe a module's shape, and that forward() of torch/timm modules reads.
-SHAPE_ATTRIBUTES = (
-    "in_features", "out_features", "in_channels", "out_channels", "groups", "num_features",
-    "normalized_shape", "num_heads", "head_dim", "attn_dim", "num_groups", "num_channels",
-    "embed_dim", "kdim", "vdim", "kernel_size", "stride", "padding", "dilation", "output_padding",
-    "hidden_features", "head_hidden_size", "num_classes", "num_prefix_tokens", "scale", "eps",
-)
-_SHOWN = 5
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024  # thousands of modules take a few MB
+_SHOWN_ISSUES = 20
 
 
 def save_pruned_model(
@@ -73,7 +89,8 @@ def save_pruned_model(
         The directory.
 
     Raises:
-        ConfigurationError: ``model_kwargs`` or ``metadata`` hold values JSON cannot represent.
+        ConfigurationError: ``base_model`` or ``model_kwargs`` the loader would refuse (see
+            :class:`.saved_model_schema.ModelKwargs`), or ``metadata`` JSON cannot represent.
         CheckpointError: The files could not be written.
     """
     directory = Path(directory)
@@ -85,12 +102,18 @@ def save_pruned_model(
         "structure": describe_structure(model),
         "metadata": _jsonable("metadata", {"versions": _versions(), "created": _now(), **metadata}),
     }
+    issues = recipe_issues({key: document[key] for key in ("base_model", "model_kwargs", "structure")})
+    if issues:  # a folder the loader refuses is worse than no folder
+        details = "\n".join(f"  - {issue}" for issue in issues)
+        raise ConfigurationError(f"Cannot save the pruned model: load_pruned_model would refuse it:\n{details}")
     state = _plain_state_dict(model)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         _atomic_write(directory / WEIGHTS_FILE, lambda path: _save_safetensors(state, path))
         document["weights"] = {"file": WEIGHTS_FILE, "sha256": _sha256(directory / WEIGHTS_FILE),
                                "tensors": len(state)}
+        document = json.loads(json.dumps(document))  # hash exactly what a reader will parse
+        document["document_sha256"] = document_sha256(document)
         text = json.dumps(document, indent=1, sort_keys=True)
         _atomic_write(directory / STRUCTURE_FILE, lambda path: Path(path).write_text(text, encoding="utf-8"))
     except OSError as err:
@@ -116,21 +139,31 @@ def load_pruned_model(
     Returns:
         ``(model, metadata)``: the model in eval mode, and the saved metadata.
 
+    Both files are untrusted input (see :mod:`.saved_model_schema`): ``model.json`` can name
+    only plain constructor arguments and shape attributes that a pruned model can have, all
+    checked against the rebuilt dense model and the weights; nothing here unpickles.
+
     Raises:
-        CheckpointError: Missing or corrupt files, weights from another save, a dense model
-            whose modules differ from the saved structure, or weights that do not fit.
+        CheckpointError: Missing, oversized or corrupt files; either file edited since the save
+            (hash mismatch) or the two from different saves; a document outside the schema
+            (keys, ``model_kwargs``, attributes); a dense model whose modules differ from the
+            saved structure; attributes that change geometry or exceed the dense model; or
+            weights that disagree with the recorded shapes.
     """
     directory = Path(directory)
     document = _read_document(directory)
     state = _read_weights(directory, document)
+    shapes = {key: tuple(tensor.shape) for key, tensor in state.items()}
     model = _build(document, build_fn)
-    _restore_structure(model, document["structure"])
+    _refuse(directory, check_against_dense(model, document, shapes))
+    _restore_structure(model, document)
+    _refuse(directory, check_against_weights(model, shapes))
     _reallocate(model, state)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise CheckpointError(f"Weights in {directory / WEIGHTS_FILE} do not fit the rebuilt model: {err}") from err
-    return model.to(device).eval(), dict(document["metadata"])
+    return model.to(device).eval(), dict(document.metadata)
 
 
 def load_pickled_model(path: str | os.PathLike[str], *, trust: bool = False) -> nn.Module:
@@ -165,25 +198,8 @@ def load_pickled_model(path: str | os.PathLike[str], *, trust: bool = False) -> 
 
 def describe_structure(model: nn.Module) -> dict[str, dict[str, Any]]:
     """``{module_name: {"class": qualified name, "attributes": {...}}}`` for every module."""
-    structure = {}
-    for name, module in model.named_modules():
-        attributes = {}
-        for attr in SHAPE_ATTRIBUTES:
-            value = module.__dict__.get(attr)
-            if _is_shape_value(value):
-                attributes[attr] = list(value) if isinstance(value, tuple) else value
-        structure[name] = {"class": _class_name(module), "attributes": attributes}
-    return structure
-
-
-def _is_shape_value(value: Any) -> bool:
-    if isinstance(value, (bool, int, float)):
-        return True
-    return isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-
-
-def _class_name(module: nn.Module) -> str:
-    return f"{type(module).__module__}.{type(module).__qualname__}"
+    return {name: {"class": class_name(module), "attributes": shape_attributes(module)}
+            for name, module in model.named_modules()}
 
 
 def _plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -261,48 +277,67 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _read_document(directory: Path) -> dict[str, Any]:
+def _read_document(directory: Path) -> SavedModelDocument:
     path = directory / STRUCTURE_FILE
     if not path.is_file():
         raise CheckpointError(f"No pruned model in {directory}: {STRUCTURE_FILE} not found")
+    size = path.stat().st_size
+    if size > MAX_DOCUMENT_BYTES:
+        raise CheckpointError(f"{path} is {size} bytes; a pruned-model description is at most {MAX_DOCUMENT_BYTES}")
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
         raise CheckpointError(f"Could not read {path}: {err}") from err
-    missing = [k for k in ("format_version", "base_model", "model_kwargs", "structure", "metadata", "weights")
-               if not isinstance(document, dict) or k not in document]
-    if missing:
-        raise CheckpointError(f"{path} is not a pruned-model description: missing keys {missing}")
-    version = document["format_version"]
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has format_version {version!r}; this version of multi_agent_pruning reads up to "
             f"{FORMAT_VERSION} (upgrade the package to load it)")
+    recorded = raw.get("document_sha256") if isinstance(raw, dict) else None
+    if recorded is not None and recorded != document_sha256(raw):
+        raise CheckpointError(
+            f"{path}: model.json was modified after it was saved (its SHA-256 {document_sha256(raw)[:12]}... does "
+            f"not match the recorded {str(recorded)[:12]}...); re-save the model instead of editing the file")
+    try:
+        document = SavedModelDocument.model_validate(raw)
+    except PydanticValidationError as err:
+        _refuse(directory, describe_issues(err), what="is not a valid pruned-model description")
+    if document.format_version < 2:
+        logger.warning("%s has format_version 1: no integrity record for model.json; loading it under the "
+                       "strict schema (re-save it to add one)", path)
     return document
 
 
-def _read_weights(directory: Path, document: dict[str, Any]) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+def _read_weights(directory: Path, document: SavedModelDocument) -> dict[str, torch.Tensor]:
+    """The tensors, read from the very bytes whose SHA-256 is checked (no second read)."""
+    from safetensors.torch import load
 
     path = directory / WEIGHTS_FILE
     if not path.is_file():
         raise CheckpointError(f"Incomplete pruned model in {directory}: {WEIGHTS_FILE} not found")
-    expected = document["weights"].get("sha256")
-    actual = _sha256(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"Could not read {path}: {err}") from err
+    actual = hashlib.sha256(data).hexdigest()
+    expected = document.weights.sha256
     if expected != actual:
         raise CheckpointError(
             f"{path} does not match {directory / STRUCTURE_FILE} (SHA-256 {actual[:12]}..., expected "
-            f"{str(expected)[:12]}...): the files come from different saves or the weights were modified")
+            f"{expected[:12]}...): the files come from different saves or the weights were modified")
     try:
-        return load_file(str(path), device="cpu")
+        state = load(data)
     except Exception as err:  # safetensors raises its own SafetensorError
         raise CheckpointError(f"Could not read {path}: {err}") from err
+    if len(state) != document.weights.tensors:
+        raise CheckpointError(f"{path} holds {len(state)} tensors; {STRUCTURE_FILE} records {document.weights.tensors}")
+    return state
 
 
-def _build(document: dict[str, Any], build_fn: Callable[..., nn.Module] | None) -> nn.Module:
+def _build(document: SavedModelDocument, build_fn: Callable[..., nn.Module] | None) -> nn.Module:
     if build_fn is None:
         from multi_agent_pruning.models import create_model as build_fn
-    name, kwargs = document["base_model"], document["model_kwargs"]
+    name, kwargs = document.base_model, document.model_kwargs.as_kwargs()
     try:
         model = build_fn(name, **kwargs)
     except Exception as err:
@@ -312,21 +347,21 @@ def _build(document: dict[str, Any], build_fn: Callable[..., nn.Module] | None) 
     return model.cpu()
 
 
-def _restore_structure(model: nn.Module, structure: dict[str, dict[str, Any]]) -> None:
+def _restore_structure(model: nn.Module, document: SavedModelDocument) -> None:
+    """Sets the saved attributes; :func:`check_against_dense` has allowed every one of them."""
     modules = dict(model.named_modules())
-    missing = [name for name in structure if name not in modules]
-    extra = [name for name in modules if name not in structure]
-    if missing or extra:
-        raise CheckpointError(
-            f"The rebuilt {type(model).__name__} does not have the saved architecture: saved modules "
-            f"missing from it {_head(missing)}; its modules not in the save {_head(extra)}")
-    for name, entry in structure.items():
-        module = modules[name]
-        if _class_name(module) != entry["class"]:
-            raise CheckpointError(
-                f"Module {name!r} is a {_class_name(module)} in the rebuilt model but was saved as a {entry['class']}")
-        for attr, value in entry["attributes"].items():
-            setattr(module, attr, tuple(value) if isinstance(value, list) else value)
+    for name, entry in document.structure.items():
+        for attribute, value in entry.attributes.model_dump(exclude_none=True).items():
+            setattr(modules[name], attribute, tuple(value) if isinstance(value, list) else value)
+
+
+def _refuse(directory: Path, issues: list[str], what: str = "was refused") -> None:
+    if not issues:
+        return
+    shown = issues[:_SHOWN_ISSUES]
+    more = f"\n  ... and {len(issues) - _SHOWN_ISSUES} more" if len(issues) > _SHOWN_ISSUES else ""
+    details = "\n".join(f"  - {issue}" for issue in shown)
+    raise CheckpointError(f"{directory / STRUCTURE_FILE} {what}:\n{details}{more}")
 
 
 def _reallocate(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -348,10 +383,3 @@ def _reallocate(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
                     fresh = nn.Parameter(fresh, requires_grad=current.requires_grad)
                 replaced[id(current)] = (current, fresh)
             slots[local] = replaced[id(current)][1]
-
-
-def _head(names: list[str]) -> str:
-    if not names:
-        return "none"
-    more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
-    return ", ".join(repr(n) for n in names[:_SHOWN]) + more
