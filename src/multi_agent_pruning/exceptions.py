@@ -22,6 +22,7 @@ __all__ = [
     "CheckpointError",
     "ResultStoreError",
     "ModelDownloadError",
+    "TrialTimeoutError",
     "suggest_names",
 ]
 
@@ -99,6 +100,24 @@ class ResultStoreError(MultiAgentPruningError):
 
 class ModelDownloadError(MultiAgentPruningError):
     """Pretrained weights could not be fetched."""
+
+
+class TrialTimeoutError(MultiAgentPruningError):
+    """A trial ran past its wall-clock limit (``search.trial_timeout_s``).
+
+    Attributes:
+        limit_s: The limit in seconds.
+        stage: The stage the trial was in (``prune``, ``fine-tune``, ``evaluate``, ...).
+        elapsed_s: Seconds since the trial started when the limit was found passed.
+    """
+
+    def __init__(self, limit_s: float, stage: str, elapsed_s: float, detail: str = "") -> None:
+        self.limit_s, self.stage, self.elapsed_s, self.detail = limit_s, stage, elapsed_s, detail
+        super().__init__(f"trial exceeded its time limit of {limit_s:g} s (search.trial_timeout_s) in stage "
+                         f"{stage} after {elapsed_s:.1f} s" + (f"; {detail}" if detail else ""))
+
+    def __reduce__(self):  # Ray pickles errors of its workers; keep every field across the trip
+        return type(self), (self.limit_s, self.stage, self.elapsed_s, self.detail)
 
 
 def suggest_names(name: str, known: Iterable[str], limit: int = 3) -> list[str]:

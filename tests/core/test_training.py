@@ -239,3 +239,30 @@ def test_amp_on_cuda_uses_reduced_precision_and_still_learns(digits):
     loader = create_loaders(digits, batch_size=64)[0]
     off = fine_tune(_mlp(8), loader, FineTuneConfig(steps=2, amp=False), device="cuda")
     assert off.precision == "float32"
+
+
+def test_deadline_stops_a_huge_budget_between_steps():
+    from multi_agent_pruning.core.evaluation import Deadline
+    from multi_agent_pruning.exceptions import TrialTimeoutError
+
+    model, steps = nn.Linear(6, 3), []
+    deadline = Deadline(0.5, stage="fine-tune")
+    with pytest.raises(TrialTimeoutError, match=r"0\.5 s .* in stage fine-tune") as caught:
+        fine_tune(model, _toy_loader(3), FineTuneConfig(steps=10**8, lr=1e-3), device="cpu",
+                  on_step=lambda step, loss, lr: steps.append(step), deadline=deadline)
+    assert caught.value.elapsed_s >= 0.5 and caught.value.stage == "fine-tune"
+    assert 0 < len(steps) < 10**8 and steps == list(range(1, len(steps) + 1))  # stopped between two steps
+    assert not model.training  # left in eval mode, as after any error
+
+
+def test_deadline_without_limit_changes_nothing():
+    from multi_agent_pruning.core.evaluation import Deadline
+
+    config = FineTuneConfig(steps=12, lr=1e-2)
+    torch.manual_seed(0)
+    model = nn.Linear(6, 3)
+    twin = copy.deepcopy(model)
+    plain = fine_tune(model, _toy_loader(3), config, device="cpu", seed=3)
+    limited = fine_tune(twin, _toy_loader(3), config, device="cpu", seed=3, deadline=Deadline(None))
+    assert limited.steps == plain.steps == 12 and limited.loss_history == plain.loss_history
+    assert torch.equal(model.weight, twin.weight)

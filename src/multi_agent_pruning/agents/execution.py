@@ -1,4 +1,8 @@
-"""The three agents of a trial: prune, fine-tune, evaluate. Thin wrappers over the core."""
+"""The three agents of a trial: prune, fine-tune, evaluate. Thin wrappers over the core.
+
+Each accepts an optional ``deadline`` (:class:`~multi_agent_pruning.core.evaluation.Deadline`)
+in its input and hands it to the loop it runs, so a trial's wall-clock limit bounds every stage.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ class PruningAgent(BaseAgent):
     A model left above the budget by more than ``tolerance`` is an error (PruningError), so no
     method is ever credited with a model that does not meet the budget; below it is accepted.
 
-    Input: ``model``, ``strategy``, ``example_inputs``, optional ``calibration`` batches.
+    Input: ``model``, ``strategy``, ``example_inputs``, optional ``calibration`` batches and ``deadline``.
     Output: ``model`` (pruned), ``prune`` (numbers of :class:`~multi_agent_pruning.core.PruneResult`).
     """
 
@@ -40,7 +44,8 @@ class PruningAgent(BaseAgent):
         tolerance = float(self.config.get("tolerance", 0.005))
         with self.profiler.timer("prune"):
             result = apply_strategy(input_data["model"], _strategy(input_data["strategy"]),
-                                    input_data["example_inputs"], input_data.get("calibration"), tolerance=tolerance)
+                                    input_data["example_inputs"], input_data.get("calibration"), tolerance=tolerance,
+                                    deadline=input_data.get("deadline"))
         if result.error > tolerance:
             # Over budget: comparing it with models that meet the budget would be unfair.
             from multi_agent_pruning.exceptions import PruningError
@@ -55,7 +60,7 @@ class FineTuningAgent(BaseAgent):
     """Recovers accuracy after pruning (config: ``optimizer``, ``scheduler``, and any
     :class:`~multi_agent_pruning.core.training.FineTuneConfig` field as an override).
 
-    Input: ``model``, ``train_loader``, ``strategy``, optional ``teacher`` and ``device``. With
+    Input: ``model``, ``train_loader``, ``strategy``, optional ``teacher``, ``device`` and ``deadline``. With
     config ``distributed`` (a :class:`~multi_agent_pruning.search.distributed.DistributedSettings`
     dict) it trains data-parallel with Ray Train instead, reading ``train_dataset`` and
     ``batch_size`` (per worker).
@@ -75,7 +80,7 @@ class FineTuningAgent(BaseAgent):
         with self.profiler.timer("finetune"):
             result = fine_tune(input_data["model"], input_data["train_loader"], config, teacher=teacher,
                                device=input_data.get("device"), progress=bool(self.config.get("progress", False)),
-                               seed=int(input_data.get("seed", 0)))
+                               seed=int(input_data.get("seed", 0)), deadline=input_data.get("deadline"))
         summary = {"steps": result.steps, "final_loss": result.final_loss, "mean_loss": result.mean_loss,
                    "seconds": result.seconds}
         return self.result(model=input_data["model"], finetune=summary)
@@ -87,7 +92,7 @@ class FineTuningAgent(BaseAgent):
         with self.profiler.timer("finetune"):
             summary = distributed_fine_tune(model, input_data["train_dataset"], config, DistributedSettings(**settings),
                                             batch_size=int(input_data["batch_size"]), teacher=teacher,
-                                            seed=int(input_data.get("seed", 0)))
+                                            seed=int(input_data.get("seed", 0)), deadline=input_data.get("deadline"))
         device = input_data.get("device")
         if device is not None:
             model.to(device)
@@ -100,7 +105,7 @@ class EvaluationAgent(BaseAgent):
     Config: ``comprehensive_metrics`` (latency too, default True), ``custom_metrics`` (names
     registered with :func:`~multi_agent_pruning.utils.metrics.register_metric`), ``latency_repeats``.
     Input: ``model``, ``val_loader``, ``input_shape`` ((1, C, H, W)), optional ``dataset_info``,
-    ``device`` and ``max_batches``.
+    ``device``, ``max_batches`` and ``deadline`` (checked per batch and between the measurements).
     """
 
     def get_agent_role(self) -> str:
@@ -108,18 +113,22 @@ class EvaluationAgent(BaseAgent):
 
     def execute(self, input_data: dict[str, Any]) -> dict[str, Any]:
         model, shape = input_data["model"], tuple(input_data["input_shape"])
+        deadline = input_data.get("deadline")
+        check = deadline.check if deadline is not None else lambda: None
         with self.profiler.timer("evaluate"):
             metrics = evaluate(model, input_data["val_loader"], device=input_data.get("device"),
-                               max_batches=input_data.get("max_batches"))
+                               max_batches=input_data.get("max_batches"), deadline=deadline)
         metrics["macs"] = compute_macs(model, shape)
         metrics["params"] = compute_params(model)
         if self.config.get("comprehensive_metrics", True):
+            check()
             with self.profiler.timer("latency"):
                 latency = measure_latency(model, shape, device=input_data.get("device"),
                                           repeats=int(self.config.get("latency_repeats", 10)))
             metrics["latency_ms"] = latency["median_ms"]
         names = list(self.config.get("custom_metrics") or [])
         if names:
+            check()
             info = input_data.get("dataset_info") or {"input_size": shape[1:]}
             metrics["custom"] = compute_metrics(names, model, info)
         return self.result(metrics=metrics)

@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -31,6 +32,9 @@ from multi_agent_pruning.core.importance import create_importance, needs_gradien
 from multi_agent_pruning.core.planner import CachedImportance, Scope, SelectionPlanner
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.exceptions import PruningError, suggest_names
+
+if TYPE_CHECKING:
+    from multi_agent_pruning.core.evaluation import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +156,7 @@ def apply_strategy(
     tolerance: float = 0.005,
     max_calibration_batches: int = 4,
     max_attempts: int = 3,
+    deadline: Deadline | None = None,
 ) -> PruneResult:
     """Prunes ``model`` with ``strategy`` to its MACs/params target.
 
@@ -165,6 +170,7 @@ def apply_strategy(
         max_calibration_batches: Batches used for gradient-based importance.
         max_attempts: Prunes tried when the real count misses the prediction by more than
             ``tolerance`` (each retry re-aims with the measured prediction error).
+        deadline: Checked before every attempt, dry run and pruning step (None: no limit).
 
     Returns:
         A :class:`PruneResult`; ``abs(result.error) <= tolerance`` unless the model's channel
@@ -174,14 +180,17 @@ def apply_strategy(
     Raises:
         PruningError: The model cannot be traced or pruned, the strategy names layers or kinds
             the model lacks, or the target is out of reach under ``max_layer_pruning``.
+        TrialTimeoutError: ``deadline`` passed.
     """
     start = time.perf_counter()
     calibration = list(calibration) if calibration is not None else None
     aim_factor, result = 1.0, None
+    check = deadline.check if deadline is not None else _no_limit
     for attempt in range(1, max_attempts + 1):
+        check()
         work = model if inplace else copy.deepcopy(model)
         current = _prune_once(work, strategy, example_inputs, calibration, tolerance,
-                              max_calibration_batches, aim_factor)
+                              max_calibration_batches, aim_factor, check)
         current.attempts = attempt
         result = current if result is None or _better(current, result, tolerance) else result
         if abs(current.error) <= tolerance or inplace:
@@ -196,6 +205,10 @@ def apply_strategy(
     return result
 
 
+def _no_limit() -> None:
+    return None
+
+
 def _better(a: PruneResult, b: PruneResult, tolerance: float) -> bool:
     """Within tolerance beats outside; outside, under the budget beats over it; then closer wins."""
     def rank(r: PruneResult) -> tuple[int, float]:
@@ -204,7 +217,8 @@ def _better(a: PruneResult, b: PruneResult, tolerance: float) -> bool:
     return rank(a) < rank(b)
 
 
-def _prune_once(model, strategy, example_inputs, calibration, tolerance, max_batches, aim_factor) -> PruneResult:
+def _prune_once(model, strategy, example_inputs, calibration, tolerance, max_batches, aim_factor,
+                check) -> PruneResult:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     device = next(model.parameters()).device
@@ -214,6 +228,7 @@ def _prune_once(model, strategy, example_inputs, calibration, tolerance, max_bat
     prepare_importance(strategy.importance, importance, model, calibration, max_batches, device)
     cached = CachedImportance(importance)
     timings["importance_gradients"] = time.perf_counter() - clock
+    check()
 
     clock = time.perf_counter()
     pruner = _build_pruner(model, strategy, example_inputs, cached, ignored)
@@ -231,6 +246,7 @@ def _prune_once(model, strategy, example_inputs, calibration, tolerance, max_bat
         if cap is not None:
             planner.root_caps[(id(info.group[0].dep.target.module), info.group[0].dep.handler)] = cap
     timings["graph"] = time.perf_counter() - clock
+    check()
 
     clock = time.perf_counter()
     base = planner.base_macs if strategy.target_kind == "macs" else float(planner.base_params)
@@ -238,12 +254,12 @@ def _prune_once(model, strategy, example_inputs, calibration, tolerance, max_bat
     if not 0 < target < base:
         raise PruningError(
             f"target of {target:.4g} {strategy.target_kind} is not below the dense model's {base:.4g}")
-    ratios, predicted = _search_ratios(planner, strategy, target * aim_factor, tolerance)
+    ratios, predicted = _search_ratios(planner, strategy, target * aim_factor, tolerance, check)
     timings["search"] = time.perf_counter() - clock
     logger.debug("ratio search: %d dry runs in %.2fs", planner.dry_runs, timings["search"])
 
     clock = time.perf_counter()
-    _prune_for_real(planner, strategy, ratios, cached, model, calibration, max_batches, device)
+    _prune_for_real(planner, strategy, ratios, cached, model, calibration, max_batches, device, check)
     update_attention_modules(model, pruner.num_heads)
     model.zero_grad(set_to_none=True)
     timings["prune"] = time.perf_counter() - clock
@@ -317,12 +333,16 @@ class _Candidates:
         return pick[1], pick[2]
 
 
-def _search_ratios(planner: SelectionPlanner, strategy: Strategy, aim: float, tolerance: float):
+def _search_ratios(planner: SelectionPlanner, strategy: Strategy, aim: float, tolerance: float, check):
     """Bisection of the common ratio, then of one fine-grained scope if needed."""
     index = 0 if strategy.target_kind == "macs" else 1
     cap = strategy.max_layer_pruning
     head = strategy.head_pruning_ratio
-    measure = lambda ratios: planner.dry_run(ratios, head)[index]  # noqa: E731
+
+    def measure(ratios: dict[str, float]) -> float:
+        check()  # one dry run per bisection step: the limit is checked as often
+        return planner.dry_run(ratios, head)[index]
+
     scopes = planner.scopes
     max_mult = max((s.multiplier for s in scopes), default=0.0)
     if max_mult <= 0:
@@ -375,10 +395,11 @@ def _refine_one_scope(measure, scopes, base_ratios, aim, cap, candidates: _Candi
             break
 
 
-def _prune_for_real(planner, strategy, ratios, cached, model, calibration, max_batches, device) -> None:
+def _prune_for_real(planner, strategy, ratios, cached, model, calibration, max_batches, device, check) -> None:
     steps = strategy.iterative_steps
     planner.set_ratios(ratios, strategy.head_pruning_ratio, steps)
     for step in range(steps):
+        check()
         if step > 0:  # weights changed: importance must be estimated again
             cached.clear()
             if needs_gradients(strategy.importance):

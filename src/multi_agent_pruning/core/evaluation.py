@@ -1,20 +1,78 @@
-"""Top-k accuracy and loss of a classifier over a loader, and device resolution."""
+"""Top-k accuracy and loss of a classifier over a loader, device resolution, and the trial deadline."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError
+from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, TrialTimeoutError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "logits_of", "resolve_device"]
+__all__ = ["Deadline", "evaluate", "logits_of", "resolve_device"]
+
+
+class Deadline:
+    """A trial's wall-clock limit, checked cooperatively once per step, batch or iteration.
+
+    The trial says which stage it is in (``with deadline.stage("prune"): ...``); the training,
+    evaluation and pruning loops call :meth:`check`, which raises
+    :class:`~multi_agent_pruning.exceptions.TrialTimeoutError` naming the limit and that stage
+    once the limit has passed. ``Deadline(None)`` never expires. A call that never returns
+    (a hang inside C code) is not interrupted: see ``search.tune_trial.evaluate_with_backstop``.
+
+    Attributes:
+        seconds: The limit; None for no limit.
+        current: The stage named in a timeout error.
+        completed: Measured seconds of the stages that finished, by their ``record`` name.
+    """
+
+    def __init__(self, seconds: float | None, *, stage: str = "start", elapsed: float = 0.0) -> None:
+        """Starts the clock now, ``elapsed`` seconds already used (by the part of the trial run
+        before, e.g. in the process that launched this one: clocks of two processes differ)."""
+        self.seconds = seconds
+        self.current = stage
+        self.completed: dict[str, float] = {}
+        self._start = time.monotonic() - elapsed
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+    def remaining(self) -> float | None:
+        """Seconds left (negative once passed); None without a limit."""
+        return None if self.seconds is None else self.seconds - self.elapsed
+
+    def expired(self) -> bool:
+        return self.seconds is not None and self.elapsed > self.seconds
+
+    def check(self) -> None:
+        """Raises TrialTimeoutError once the limit has passed; otherwise does nothing."""
+        if self.expired():
+            raise TrialTimeoutError(self.seconds, self.current, self.elapsed)
+
+    @contextlib.contextmanager
+    def stage(self, name: str, *, record: str | None = None) -> Iterator[None]:
+        """Runs a stage named ``name`` in timeout errors; the limit is checked at its start and end.
+
+        Args:
+            name: The stage as a timeout error names it (``prune``, ``fine-tune``, ``evaluate``).
+            record: When given, the stage's measured seconds are kept in ``completed[record]``
+                once it finishes (also when the limit passed during it).
+        """
+        self.current = name
+        self.check()
+        clock = time.perf_counter()
+        yield
+        if record is not None:
+            self.completed[record] = time.perf_counter() - clock
+        self.check()
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -55,6 +113,7 @@ def evaluate(
     device: str | torch.device | None = None,
     topk: Sequence[int] = (1, 5),
     max_batches: int | None = None,
+    deadline: Deadline | None = None,
 ) -> dict[str, float]:
     """Top-k accuracy and mean cross-entropy of ``model`` over ``loader``.
 
@@ -68,6 +127,7 @@ def evaluate(
         device: ``"auto"``/None (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
         topk: Which top-k accuracies to report.
         max_batches: Evaluate only the first this many batches (None: all).
+        deadline: Checked before every batch (None: no limit).
 
     Returns:
         ``{"top1": ..., "top5": ... (one key per k, fractions in [0, 1]), "loss": mean
@@ -75,6 +135,7 @@ def evaluate(
 
     Raises:
         ConfigurationError: Bad ``topk``/``max_batches``, or a loader that yields no sample.
+        TrialTimeoutError: ``deadline`` passed.
     """
     _check(topk, max_batches)
     device = resolve_device(device)
@@ -88,6 +149,8 @@ def evaluate(
             for inputs, targets in loader:
                 if max_batches is not None and batches >= max_batches:
                     break
+                if deadline is not None:
+                    deadline.check()
                 inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
                 logits = logits_of(model(inputs)).float()
                 loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))

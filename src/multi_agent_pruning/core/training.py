@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from multi_agent_pruning.core.evaluation import logits_of, resolve_device
+from multi_agent_pruning.core.evaluation import Deadline, logits_of, resolve_device
 from multi_agent_pruning.exceptions import (
     ConfigIssue,
     ConfigurationError,
@@ -193,6 +193,7 @@ def fine_tune(
     progress: bool = False,
     seed: int = 0,
     on_step: Callable[[int, float, float], None] | None = None,
+    deadline: Deadline | None = None,
 ) -> FineTuneResult:
     """Recovers a pruned model with a short supervised run, optionally distilled from ``teacher``.
 
@@ -211,6 +212,7 @@ def fine_tune(
         progress: Show a tqdm progress bar.
         seed: Seed of the run.
         on_step: Called after every step as ``on_step(step, loss, lr)`` with a 1-based step.
+        deadline: Checked before every step (None: no limit); bounds a budget of any size in time.
 
     Returns:
         A :class:`FineTuneResult`; a zero budget returns one with no steps and leaves weights as they are.
@@ -219,6 +221,7 @@ def fine_tune(
         ConfigurationError: KD requested without a teacher, epochs budget on a loader without a
             length, or a loader that yields no batch.
         NonFiniteLossError: The loss became NaN or infinite (the message gives the step).
+        TrialTimeoutError: ``deadline`` passed.
     """
     if config.kd_weight > 0 and teacher is None:
         raise ConfigurationError("Invalid fine-tuning configuration:", [ConfigIssue(
@@ -239,7 +242,7 @@ def fine_tune(
     try:
         with torch.random.fork_rng(devices=rng_devices):
             torch.manual_seed(seed)
-            result = _train(model, train_loader, config, teacher, device, total, progress, on_step)
+            result = _train(model, train_loader, config, teacher, device, total, progress, on_step, deadline)
     finally:
         model.eval()
     result.epochs = total / batches if batches else None
@@ -248,7 +251,7 @@ def fine_tune(
     return result
 
 
-def _train(model, loader, config, teacher, device, total, progress, on_step) -> FineTuneResult:
+def _train(model, loader, config, teacher, device, total, progress, on_step, deadline) -> FineTuneResult:
     optimizer = _create_optimizer(model, config)
     warmup = math.floor(config.warmup_ratio * total + 0.5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -262,6 +265,8 @@ def _train(model, loader, config, teacher, device, total, progress, on_step) -> 
     bar = tqdm(total=total, desc="fine-tune", disable=not progress, leave=False)
     with bar:
         for step, (inputs, targets) in enumerate(_cycle(loader, total), start=1):
+            if deadline is not None:
+                deadline.check()
             inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             lr = optimizer.param_groups[0]["lr"]
             with autocast():

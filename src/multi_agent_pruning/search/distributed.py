@@ -6,6 +6,10 @@ DistributedDataParallel on their shard of the training set (backend ``nccl`` on 
 on CPUs), with mixed precision and gradient checkpointing from the config. Rank 0 returns the
 weights; the trial then evaluates them as usual. This is Ray Train V2's recommended way to run
 Train inside Tune.
+
+The trial's deadline reaches the workers as the seconds left when they are launched (clocks of
+other processes and nodes are not comparable): each worker checks it before every step, and a
+worker past it fails the run, which the trial reports as its TrialTimeoutError.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
+
+if TYPE_CHECKING:
+    from multi_agent_pruning.core.evaluation import Deadline
 
 __all__ = ["DistributedSettings", "distributed_fine_tune"]
 
@@ -42,7 +49,7 @@ class DistributedSettings:
 
 def distributed_fine_tune(model: nn.Module, train_dataset: Any, config: Any, settings: DistributedSettings, *,
                           batch_size: int, teacher: nn.Module | None = None, seed: int = 0,
-                          storage_path: str | None = None) -> dict[str, Any]:
+                          storage_path: str | None = None, deadline: Deadline | None = None) -> dict[str, Any]:
     """Fine-tunes ``model`` in place across ``settings.world_size`` Ray Train workers.
 
     Args:
@@ -54,9 +61,14 @@ def distributed_fine_tune(model: nn.Module, train_dataset: Any, config: Any, set
         teacher: Dense model for distillation (when ``config.kd_weight > 0``).
         seed: Seed of every worker.
         storage_path: Where Ray Train keeps its run (default: a temp dir; a shared path on clusters).
+        deadline: The trial's limit; every worker checks the seconds left before every step.
 
     Returns:
         Rank 0's training summary (steps, losses, seconds, world size).
+
+    Raises:
+        TrialTimeoutError: ``deadline`` passed (before the launch, or a worker found it passed).
+        PruningError: The run failed otherwise.
     """
     import ray
     from ray.train import RunConfig, ScalingConfig
@@ -64,11 +76,14 @@ def distributed_fine_tune(model: nn.Module, train_dataset: Any, config: Any, set
 
     from multi_agent_pruning.exceptions import PruningError
 
+    if deadline is not None:
+        deadline.check()
     storage = storage_path or tempfile.mkdtemp(prefix="mapruner-train-")
     loop_config = {
         "model": ray.put(model.cpu()), "teacher": ray.put(teacher.cpu()) if teacher is not None else None,
         "dataset": ray.put(train_dataset), "config": asdict(config), "batch_size": batch_size, "seed": seed,
         "gradient_checkpointing": settings.gradient_checkpointing,
+        "time_limit": None if deadline is None else (deadline.seconds, deadline.elapsed, deadline.current),
     }
     resources = {"CPU": settings.cpus_per_worker}
     trainer = TorchTrainer(
@@ -78,7 +93,14 @@ def distributed_fine_tune(model: nn.Module, train_dataset: Any, config: Any, set
                                      resources_per_worker=resources),
         run_config=RunConfig(name=f"finetune-{os.getpid()}-{id(model)}", storage_path=storage),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception as err:
+        if deadline is not None and deadline.expired():
+            raise _timeout(deadline, err) from err
+        raise
+    if (result.error is not None or result.checkpoint is None) and deadline is not None and deadline.expired():
+        raise _timeout(deadline, result.error)
     if result.error is not None or result.checkpoint is None:
         raise PruningError(f"distributed fine-tuning failed: {result.error}")
     from safetensors.torch import load_file
@@ -87,6 +109,23 @@ def distributed_fine_tune(model: nn.Module, train_dataset: Any, config: Any, set
         state = load_file(os.path.join(directory, "model.safetensors"))
     model.load_state_dict(state)
     return dict(result.metrics)
+
+
+def _timeout(deadline: Deadline, err: BaseException | None):
+    from multi_agent_pruning.exceptions import TrialTimeoutError
+
+    return TrialTimeoutError(deadline.seconds, deadline.current, deadline.elapsed,
+                             f"the data-parallel run stopped: {type(err).__name__}" if err is not None else "")
+
+
+def _worker_deadline(time_limit: tuple[float, float, str] | None):
+    """The trial's deadline in this worker: the seconds left at launch, counted from now."""
+    from multi_agent_pruning.core.evaluation import Deadline
+
+    if time_limit is None:
+        return None
+    seconds, elapsed, stage = time_limit
+    return Deadline(seconds, stage=stage, elapsed=elapsed)
 
 
 def _worker_loop(loop_config: dict[str, Any]) -> None:
@@ -111,7 +150,8 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     if teacher is not None:
         teacher = teacher.to(device).eval()
     config = FineTuneConfig(**loop_config["config"])
-    result = fine_tune(ddp, loader, config, teacher=teacher, device=device, seed=loop_config["seed"])
+    result = fine_tune(ddp, loader, config, teacher=teacher, device=device, seed=loop_config["seed"],
+                       deadline=_worker_deadline(loop_config.get("time_limit")))
     context = ray.train.get_context()
     metrics = {"steps": result.steps, "final_loss": result.final_loss, "mean_loss": result.mean_loss,
                "seconds": result.seconds, "world_size": context.get_world_size()}

@@ -3,7 +3,10 @@
 Every method (the agents' search, the baselines, Optuna) evaluates a strategy here and nowhere
 else: prune to the exact target, measure accuracy before recovery, fine-tune, evaluate, and
 return one row of the results table. Any exception becomes a ``failed`` row with the error;
-nothing is filled in that was not measured.
+nothing is filled in that was not measured. A trial has a wall-clock limit
+(``TrialContext.trial_timeout_s``): a :class:`~multi_agent_pruning.core.evaluation.Deadline`
+checked once per pruning iteration, training step and evaluation batch; past it, the trial is a
+``failed`` row with ``error_type`` TrialTimeoutError naming the limit and the stage.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from multi_agent_pruning.agents.execution import EvaluationAgent, FineTuningAgent, PruningAgent
-from multi_agent_pruning.core.evaluation import evaluate, resolve_device
+from multi_agent_pruning.core.evaluation import Deadline, evaluate, resolve_device
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.core.training import NonFiniteLossError
 from multi_agent_pruning.data import DatasetBundle, create_loaders, take_calibration_batches
@@ -54,6 +58,8 @@ class TrialContext:
         distributed: :class:`~multi_agent_pruning.search.distributed.DistributedSettings` as a
             dict when fine-tuning runs data-parallel with Ray Train; None for one process.
         gpu_memory_limit: Bytes of GPU memory a trial may allocate (``hardware.gpu.memory_limit``).
+        trial_timeout_s: Wall-clock limit of one trial in seconds (``search.trial_timeout_s``);
+            None for no limit.
     """
 
     experiment: str
@@ -77,6 +83,7 @@ class TrialContext:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     distributed: dict[str, Any] | None = None
     gpu_memory_limit: int | None = None
+    trial_timeout_s: float | None = None
 
     def identifiers(self, trial_id: str, iteration: int) -> dict[str, Any]:
         return {"experiment": self.experiment, "run": self.run, "method": self.method, "model": self.model_name,
@@ -90,9 +97,10 @@ def inject_fault(stage: str, strategy: Strategy) -> None:
     """Chaos-testing hook (reliability tests): fails a trial on purpose when asked to.
 
     ``MAPRUNER_FAULT_INJECTION`` holds JSON ``{"stage": "prune"|"finetune"|"evaluate",
-    "kind": "raise"|"oom"|"nan"|"exit"|"exit_once", "importance": <criterion or null>,
+    "kind": "raise"|"oom"|"nan"|"exit"|"exit_once"|"hang", "importance": <criterion or null>,
     "marker": <path, for exit_once>}``; trials whose strategy uses ``importance`` (any trial when
-    null) fail that way at that stage. Unset in normal use: then this does nothing.
+    null) fail that way at that stage (``hang``: a call that never returns and never checks the
+    trial's deadline, as a hang in C code). Unset in normal use: then this does nothing.
     """
     spec = os.environ.get(FAULT_ENV)
     if not spec:
@@ -107,6 +115,8 @@ def inject_fault(stage: str, strategy: Strategy) -> None:
         raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected at {stage})")
     if kind == "nan":
         raise NonFiniteLossError(f"loss is nan at step 1 (injected at {stage})")
+    if kind == "hang":
+        threading.Event().wait()  # never set: blocks this thread for good
     if kind == "exit" or (kind == "exit_once" and not os.path.exists(fault["marker"])):
         if kind == "exit_once":
             open(fault["marker"], "w").close()
@@ -120,7 +130,7 @@ def seed_everything(seed: int) -> None:
 
 
 def evaluate_strategy(strategy: Strategy, context: TrialContext, *, trial_id: str, iteration: int = 0,
-                      save_dir: str | None = None) -> TrialResult:
+                      save_dir: str | None = None, deadline: Deadline | None = None) -> TrialResult:
     """Prunes, fine-tunes and evaluates ``strategy``; returns its row (ok or failed).
 
     Args:
@@ -129,19 +139,22 @@ def evaluate_strategy(strategy: Strategy, context: TrialContext, *, trial_id: st
         trial_id: Unique id of the trial (the row's key).
         iteration: Search iteration that proposed the strategy.
         save_dir: When given and the trial succeeds, the pruned model is saved there.
+        deadline: The trial's clock, when the caller watches it too (see
+            ``tune_trial.evaluate_with_backstop``); default: a new one of ``context.trial_timeout_s``.
     """
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
+    if deadline is None:
+        deadline = Deadline(context.trial_timeout_s)
     ids = context.identifiers(trial_id, iteration)
     if context.threads:
         torch.set_num_threads(context.threads)
     seed_everything(context.seed)
-    stages: dict[str, float] = {}
     try:
-        row = _run(strategy, context, ids, stages, save_dir)
+        row = _run(strategy, context, ids, deadline, save_dir)
     except Exception as err:  # a failed trial is a row, never a crash of the search
         logger.info("trial %s failed: %s: %s", trial_id, type(err).__name__, err)
-        row = TrialResult.failed(error=err, strategy=strategy, **ids, **_stage_columns(stages))
+        row = TrialResult.failed(error=err, strategy=strategy, **ids, **_stage_columns(deadline.completed))
     row.started_at = started
     row.finished_at = datetime.now(timezone.utc)
     row.seconds_total = time.perf_counter() - clock
@@ -152,7 +165,7 @@ def _stage_columns(stages: dict[str, float]) -> dict[str, float]:
     return {f"seconds_{k}": v for k, v in stages.items()}
 
 
-def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], stages: dict[str, float],
+def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], deadline: Deadline,
          save_dir: str | None) -> TrialResult:
     device = resolve_device(context.device)
     if device.type == "cuda" and context.gpu_memory_limit:
@@ -161,29 +174,29 @@ def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], stages:
     dense = context.model.to(device).eval()
     example = torch.randn(*context.input_shape, device=device)
     calibration = take_calibration_batches(context.bundle, context.calibration_batches, context.batch_size)
-    clock = time.perf_counter()
-    inject_fault("prune", strategy)
-    pruned = PruningAgent({"tolerance": context.tolerance}).execute(
-        {"model": dense, "strategy": strategy, "example_inputs": example, "calibration": calibration})
-    stages["prune"] = time.perf_counter() - clock
+    with deadline.stage("prune", record="prune"):
+        inject_fault("prune", strategy)
+        pruned = PruningAgent({"tolerance": context.tolerance}).execute(
+            {"model": dense, "strategy": strategy, "example_inputs": example, "calibration": calibration,
+             "deadline": deadline})
     model, prune = pruned["model"], pruned["prune"]
     train_loader, val_loader = create_loaders(context.bundle, context.finetune_batch_size,
                                               num_workers=context.num_workers, seed=context.seed)
     _, eval_loader = create_loaders(context.bundle, context.batch_size, num_workers=context.num_workers)
-    before = evaluate(model, eval_loader, device=device)
-    clock = time.perf_counter()
-    inject_fault("finetune", strategy)
-    FineTuningAgent({**context.finetune, "distributed": context.distributed}).execute(
-        {"model": model, "train_loader": train_loader, "train_dataset": context.bundle.train,
-         "batch_size": context.finetune_batch_size, "strategy": strategy, "teacher": dense, "device": device,
-         "seed": context.seed})
-    stages["finetune"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    inject_fault("evaluate", strategy)
-    metrics = EvaluationAgent(context.evaluation).execute(
-        {"model": model, "val_loader": eval_loader, "input_shape": context.input_shape, "device": device,
-         "dataset_info": context.bundle.info})["metrics"]
-    stages["evaluate"] = time.perf_counter() - clock
+    with deadline.stage("evaluate (accuracy before fine-tuning)"):
+        before = evaluate(model, eval_loader, device=device, deadline=deadline)
+    with deadline.stage("fine-tune", record="finetune"):
+        inject_fault("finetune", strategy)
+        FineTuningAgent({**context.finetune, "distributed": context.distributed}).execute(
+            {"model": model, "train_loader": train_loader, "train_dataset": context.bundle.train,
+             "batch_size": context.finetune_batch_size, "strategy": strategy, "teacher": dense, "device": device,
+             "seed": context.seed, "deadline": deadline})
+    with deadline.stage("evaluate", record="evaluate"):
+        inject_fault("evaluate", strategy)
+        metrics = EvaluationAgent(context.evaluation).execute(
+            {"model": model, "val_loader": eval_loader, "input_shape": context.input_shape, "device": device,
+             "dataset_info": context.bundle.info, "deadline": deadline})["metrics"]
+    stages = deadline.completed
     row = TrialResult(
         **ids, **{k: v for k, v in strategy_columns(strategy).items() if k != "target_value"},
         base_macs=prune["base_macs"], base_params=prune["base_params"], macs=prune["macs"], params=prune["params"],

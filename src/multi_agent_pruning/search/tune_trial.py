@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import tempfile
+import threading
+import time
 from typing import Any
 
 from ray import tune
 
+from multi_agent_pruning.core.evaluation import Deadline
 from multi_agent_pruning.core.strategy import Strategy
+from multi_agent_pruning.exceptions import TrialTimeoutError
+from multi_agent_pruning.results.trial import TrialResult
 from multi_agent_pruning.search.trial import TrialContext, evaluate_strategy
 
-__all__ = ["run_tune_trial", "row_json"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["BACKSTOP_GRACE_S", "evaluate_with_backstop", "run_tune_trial", "row_json"]
+
+# How long past its limit a trial may stay in one call that never checks the limit before the
+# backstop gives up on it: long enough for any bounded call (one training step, one batch, a
+# latency measurement, a checkpoint write) to end and let the cooperative check fire first.
+BACKSTOP_GRACE_S = 60.0
 
 
 def _default(value: Any) -> Any:
@@ -25,12 +38,60 @@ def row_json(row) -> str:
     return json.dumps(row.to_row(), default=_default)
 
 
-def run_tune_trial(config: dict[str, Any], context: TrialContext, save_models: bool = True) -> None:
-    """Tune function trainable: one strategy, one row, the pruned model as the checkpoint."""
+def evaluate_with_backstop(strategy: Strategy, context: TrialContext, *, trial_id: str, iteration: int = 0,
+                           save_dir: str | None = None, grace_s: float = BACKSTOP_GRACE_S) -> TrialResult:
+    """:func:`evaluate_strategy` with a hard limit for a trial stuck in a call that never returns.
+
+    The trial's deadline is checked cooperatively (per step, batch, iteration); that cannot stop
+    a call that hangs inside C code. So, with a limit, the trial runs in a daemon thread watched
+    from here: if it has not returned ``grace_s`` seconds after its limit, this returns its
+    ``failed`` row (TrialTimeoutError naming the stage it was stuck in, the stage times that
+    completed) and leaves the thread behind; it is never joined and its result, should it
+    finish later, is discarded. Without a limit this is :func:`evaluate_strategy` itself.
+    """
+    if context.trial_timeout_s is None:
+        return evaluate_strategy(strategy, context, trial_id=trial_id, iteration=iteration, save_dir=save_dir)
+    deadline = Deadline(context.trial_timeout_s)
+    started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["row"] = evaluate_strategy(strategy, context, trial_id=trial_id, iteration=iteration,
+                                               save_dir=save_dir, deadline=deadline)
+        except BaseException as err:  # noqa: BLE001 - handed to the watching thread, re-raised there
+            outcome["error"] = err
+
+    worker = threading.Thread(target=target, name=f"trial-{trial_id}", daemon=True)
+    worker.start()
+    worker.join(context.trial_timeout_s + grace_s)
+    if "error" in outcome:
+        raise outcome["error"]
+    if "row" in outcome:
+        return outcome["row"]
+    stage, completed = deadline.current, dict(deadline.completed)
+    logger.warning("trial %s is stuck in stage %s past its limit; its thread is left running", trial_id, stage)
+    error = TrialTimeoutError(context.trial_timeout_s, stage, deadline.elapsed,
+                              f"stuck in one call that does not check the limit; gave up {grace_s:g} s later "
+                              "and left its thread running")
+    row = TrialResult.failed(error=error, strategy=strategy, **context.identifiers(trial_id, iteration),
+                             **{f"seconds_{k}": v for k, v in completed.items()})
+    row.started_at, row.seconds_total = started, time.perf_counter() - clock
+    return row
+
+
+def run_tune_trial(config: dict[str, Any], context: TrialContext, save_models: bool = True,
+                   backstop_grace_s: float = BACKSTOP_GRACE_S) -> None:
+    """Tune function trainable: one strategy, one row, the pruned model as the checkpoint.
+
+    A trial past its limit reports its ``failed`` row and returns like any other, so Tune
+    records it once and never retries it (see :func:`evaluate_with_backstop`).
+    """
     strategy = Strategy.from_json(config["strategy"])
-    with tempfile.TemporaryDirectory(prefix="mapruner-trial-") as tmp:
-        row = evaluate_strategy(strategy, context, trial_id=config["trial_id"], iteration=config["iteration"],
-                                save_dir=tmp if save_models else None)
+    # A trial abandoned by the backstop may still write into the folder while it is removed.
+    with tempfile.TemporaryDirectory(prefix="mapruner-trial-", ignore_cleanup_errors=True) as tmp:
+        row = evaluate_with_backstop(strategy, context, trial_id=config["trial_id"], iteration=config["iteration"],
+                                     save_dir=tmp if save_models else None, grace_s=backstop_grace_s)
         checkpoint = tune.Checkpoint.from_directory(tmp) if save_models and row.status == "ok" else None
         score = row.top1_after if row.status == "ok" and row.top1_after is not None else -1.0
         tune.report({"score": score, "status": row.status, "row_json": row_json(row)}, checkpoint=checkpoint)
