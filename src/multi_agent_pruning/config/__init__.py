@@ -35,6 +35,7 @@ from ._loader import (
     load_config_dict,
     validate_config_file,
 )
+from ._secrets import redact_urls
 from ._runtime import (
     CacheSectionConfig,
     DistributedConfig,
@@ -61,6 +62,7 @@ __all__ = [
     "config_to_dict",
     "validate_config_file",
     "render_config_reference",
+    "redact_urls",
     "ExperimentConfig",
     "CacheSettings",
     # sections

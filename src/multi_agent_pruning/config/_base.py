@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import types
+from collections.abc import Iterator
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
+
+from ._secrets import redact_tree
 
 __all__ = ["ConfigModel", "cross_field_error", "unwrap_optional"]
 
@@ -27,10 +30,16 @@ class ConfigModel(BaseModel):
     """A configuration section: frozen after load, unknown keys rejected.
 
     Numbers given where a string is expected (``name: 2024``) become strings; ``true``/``false``
-    given where a number is expected are rejected instead of silently becoming 1/0.
+    given where a number is expected are rejected instead of silently becoming 1/0, and so are
+    ``.inf`` and ``.nan`` (null is how a setting says "no limit").
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr() and str() redact credentials in URLs (llm.base_url, ray.address) as config_to_dict does.
+        for name, value in super().__repr_args__():
+            yield name, redact_tree(value) if isinstance(value, (str, list, tuple, dict)) else value
 
     @field_validator("*", mode="before")
     @classmethod

@@ -10,9 +10,7 @@ from pydantic import ValidationError as PydanticValidationError
 from ..exceptions import ConfigIssue, suggest_names
 from ._schema import format_path, known_keys_at
 
-__all__ = ["issues_from_pydantic", "mask_secret"]
-
-_SECRET_KEYS = ("api_key",)
+__all__ = ["issues_from_pydantic"]
 
 _RULES = {
     "greater_than": "must be > {gt}",
@@ -38,13 +36,6 @@ _RULES = {
 }
 
 
-def mask_secret(path: str, value: Any) -> Any:
-    """Hide values of secret keys so that error messages never show them."""
-    if value is not None and path.rsplit(".", 1)[-1] in _SECRET_KEYS:
-        return "**********"
-    return value
-
-
 def issues_from_pydantic(
     error: PydanticValidationError, skip: Iterable[str] = (), override_keys: Iterable[str] = ()
 ) -> Iterator[ConfigIssue]:
@@ -55,7 +46,7 @@ def issues_from_pydantic(
         if item["type"] == "cross_field":
             for rel_path, rule, value in item["ctx"]["problems"]:
                 path = format_path((*loc, *rel_path))
-                yield ConfigIssue(path or "<root>", rule, mask_secret(path, value))
+                yield ConfigIssue(path or "<root>", rule, value)
             continue
         path = format_path(loc)
         if any(path == s or path.startswith((f"{s}.", f"{s}[")) for s in skip):
@@ -63,7 +54,7 @@ def issues_from_pydantic(
         rule = _unknown_key_rule(loc) if item["type"] == "extra_forbidden" else _rule(item)
         if path in override_keys:
             rule += " (from an override)"
-        yield ConfigIssue(path or "<root>", rule, mask_secret(path, item.get("input")))
+        yield ConfigIssue(path or "<root>", rule, item.get("input"))
 
 
 def _rule(item: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from ._env import substitute_env
 from ._experiment import SECTION_ALIASES, ExperimentConfig
 from ._issues import issues_from_pydantic
 from ._overrides import Overrides, overrides_to_tree
+from ._secrets import mask_secrets, redact_tree
 from ._yaml import deep_merge, load_tree, normalize_aliases, parent_paths
 
 __all__ = ["load_config", "load_config_dict", "apply_overrides", "config_to_dict", "validate_config_file"]
@@ -82,8 +83,12 @@ def apply_overrides(cfg: ExperimentConfig, overrides: Overrides) -> ExperimentCo
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
-    """JSON-safe mapping of every setting, without secrets (``llm.api_key`` is omitted)."""
-    return cfg.model_dump(mode="json", exclude={"llm": {"api_key"}})
+    """JSON-safe mapping of every setting, without secrets.
+
+    ``llm.api_key`` is omitted (``llm.api_key_env`` names its variable), and credentials in every
+    URL-valued string -- ``llm.base_url``, ``ray.address``, dataset paths -- are redacted.
+    """
+    return redact_tree(cfg.model_dump(mode="json", exclude={"llm": {"api_key"}}))
 
 
 def validate_config_file(path: str | os.PathLike[str]) -> str:
@@ -138,10 +143,16 @@ def _validate(
     except PydanticValidationError as err:
         issues.extend(issues_from_pydantic(err, skip, keys))
     if issues:
+        issues = [_without_secrets(issue) for issue in issues]
         count = f"{len(issues)} problem{'s' if len(issues) != 1 else ''}"
         raise ConfigurationError(f"Invalid configuration {source} ({count}):", issues)
     logger.debug("Loaded configuration %s (experiment %s)", source, cfg.experiment.name)
     return cfg
+
+
+def _without_secrets(issue: ConfigIssue) -> ConfigIssue:
+    """The one place error values are cleaned: secret keys and pasted keys masked, URLs redacted."""
+    return ConfigIssue(issue.path, issue.rule, mask_secrets(issue.path.rsplit(".", 1)[-1], issue.value))
 
 
 def _warn_plaintext_key(data: Mapping[str, Any], source: str) -> None:

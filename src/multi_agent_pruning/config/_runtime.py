@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ._base import ConfigModel, cross_field_error
+from ._secrets import looks_like_api_key
 
 __all__ = [
     "LLMConfig",
@@ -21,6 +22,7 @@ __all__ = [
     "PrecomputationConfig",
 ]
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MEMORY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)\s*", re.IGNORECASE)
 _UNIT_BYTES = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -37,7 +39,8 @@ class LLMConfig(ConfigModel):
         None, description="API key; discouraged in files, prefer api_key_env. Never written out."
     )
     api_key_env: str | None = Field(
-        "OPENAI_API_KEY", description="Environment variable that holds the API key."
+        "OPENAI_API_KEY",
+        description="Name of the environment variable that holds the API key (the name, never the key).",
     )
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature.")
     timeout: float = Field(30, gt=0.0, description="Seconds before one request is abandoned.")
@@ -46,10 +49,19 @@ class LLMConfig(ConfigModel):
     replay: bool = Field(False, description="Answer only from cache_dir; never call the API.")
     max_tokens: int = Field(2048, ge=1, description="Largest reply length in tokens.")
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "api_key_env", mode="before")
     @classmethod
     def _empty_key_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        # The loader masks this field's value in errors: what fails here is often the key itself.
+        if value is not None and (not _ENV_NAME.fullmatch(value) or looks_like_api_key(value)):
+            raise ValueError("must be the name of an environment variable (letters, digits and '_', "
+                             "not starting with a digit), not the key itself")
+        return value
 
     @model_validator(mode="after")
     def _replay_needs_cache(self) -> LLMConfig:
