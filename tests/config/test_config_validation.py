@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from multi_agent_pruning.config import ExperimentConfig, load_config, load_config_dict
+from multi_agent_pruning.config import ExperimentConfig, config_to_dict, load_config, load_config_dict
 from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError
 
 
@@ -139,3 +139,47 @@ def test_dataset_without_entry_uses_top_level_values() -> None:
 def test_non_mapping_input() -> None:
     with pytest.raises(ConfigurationError, match="must be a mapping, got list"):
         load_config_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_trial_timeout_defaults_to_six_hours() -> None:
+    cfg = load_config_dict({})
+    assert cfg.search.trial_timeout_s == 21600.0
+    assert config_to_dict(cfg)["search"]["trial_timeout_s"] == 21600.0
+
+
+@pytest.mark.parametrize(("given", "expected"), [(90, 90.0), (0.5, 0.5), ("1e4", 1e4), (None, None)])
+def test_trial_timeout_accepts_a_positive_number_or_null(given, expected) -> None:
+    assert load_config_dict({"search": {"trial_timeout_s": given}}).search.trial_timeout_s == expected
+
+
+def test_trial_timeout_from_an_override_and_the_environment() -> None:
+    assert load_config_dict({}, overrides=["search.trial_timeout_s=null"]).search.trial_timeout_s is None
+    cfg = load_config_dict({"search": {"trial_timeout_s": "${T}"}}, environ={"T": "120"})
+    assert cfg.search.trial_timeout_s == 120.0
+    cfg = load_config_dict({"search": {"trial_timeout_s": "${T:-}"}}, environ={})
+    assert cfg.search.trial_timeout_s is None
+
+
+@pytest.mark.parametrize(("given", "rule"), [
+    (0, "must be > 0.0"),
+    (-60, "must be > 0.0"),
+    (True, "must be a number, not true/false"),
+    ("6h", "must be a number"),
+    (float("inf"), "must be a finite number"),
+    (float("nan"), "must be a finite number"),
+])
+def test_trial_timeout_rules(given, rule) -> None:
+    issues = _issues({"search": {"trial_timeout_s": given}})
+    assert list(issues) == ["search.trial_timeout_s"]
+    assert issues["search.trial_timeout_s"].rule == rule
+
+
+@pytest.mark.parametrize(("data", "path"), [
+    ({"llm": {"timeout": float("inf")}}, "llm.timeout"),
+    ({"finetune": {"lr": float("nan")}}, "finetune.lr"),
+    ({"target": {"budget": float("inf")}}, "target.budget"),
+])
+def test_infinite_and_nan_numbers_are_refused_everywhere(data, path) -> None:
+    issues = _issues(data)
+    assert list(issues) == [path]
+    assert issues[path].rule == "must be a finite number"

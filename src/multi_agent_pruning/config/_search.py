@@ -82,6 +82,12 @@ class SearchConfig(ConfigModel):
         "so a seed gives the same search whatever the timing; a free slot may wait for an earlier "
         "trial. false = learn each result as it arrives (no waiting, order depends on timing).",
     )
+    trial_timeout_s: float | None = Field(
+        21600.0,
+        gt=0.0,
+        description="Wall-clock limit of one trial (prune + fine-tune + evaluate); a trial past it ends as "
+        "a failed row with error_type TrialTimeoutError; null: no limit.",
+    )
     policy: Literal["builtin", "llm", "auto"] = Field(
         "auto",
         description="Who proposes strategies; auto = llm when an API key or llm.base_url is set.",
