@@ -108,9 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MultiAgentPruningError as err:
         print(f"mapruner {args.command}: failed: {err}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        print(f"mapruner {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        code = getattr(stop, "exit_code", 130)
+        print(f"mapruner {args.command}: interrupted ({stop or 'SIGINT'}); the rows stored so far are kept"
+              + ("; continue with --resume" if args.command == "prune" else ""), file=sys.stderr)
+        return code
+    except OSError as err:  # a full disk or a vanished folder outside the paths checked up front
+        from multi_agent_pruning.results._files import describe_os_error
+
+        print(f"mapruner {args.command}: failed: {describe_os_error(err)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover  (python -m multi_agent_pruning.cli)

@@ -132,7 +132,12 @@ def _compare(args: argparse.Namespace) -> int:
             raise ConfigurationError("Invalid arguments:", [ConfigIssue(f"--{flag.replace('_', '-')}", "must be >= 1", value)])
     args.trials = args.max_iterations = None
     cfg = _load(args, _run_overrides(args))
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    methods = None
+    if args.methods is not None:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if not methods:
+            raise ConfigurationError("Invalid arguments:", [ConfigIssue("--methods", "must name at least one method, "
+                                                                        "comma-separated", args.methods)])
     comparison = compare_methods(cfg, methods, num_runs=args.num_runs, trials_per_method=args.trials_per_method,
                                  output_dir=args.output_dir, address=args.address)
     print(format_comparison(comparison))

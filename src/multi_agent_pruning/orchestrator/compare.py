@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from multi_agent_pruning.config import ExperimentConfig, config_to_dict
-from multi_agent_pruning.exceptions import ConfigurationError
+from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError
 from multi_agent_pruning.orchestrator.experiment import (
     ExperimentPaths,
     base_strategy,
@@ -25,6 +25,7 @@ from multi_agent_pruning.orchestrator.experiment import (
     print_progress,
     write_json_atomic,
 )
+from multi_agent_pruning.orchestrator.interrupt import SearchInterrupted, handle_stop_signals, raise_if_interrupted
 from multi_agent_pruning.results import ResultStore
 
 logger = logging.getLogger(__name__)
@@ -53,10 +54,22 @@ def compare_methods(cfg: ExperimentConfig, methods: Sequence[str] | None = None,
     Returns:
         ``{method: {best_accuracy, mean, std, best_per_run, trials_used, wall_time_s,
         macs_reduction}}``; also written to ``comparison.json`` in the output directory.
+
+    Raises:
+        SearchInterrupted: SIGINT/SIGTERM: no further method runs; the rows are kept.
     """
+    with handle_stop_signals():
+        return _compare(cfg, methods, num_runs, trials_per_method, output_dir, address, progress)
+
+
+def _compare(cfg: ExperimentConfig, methods: Sequence[str] | None, num_runs: int | None,
+             trials_per_method: int | None, output_dir: str | Path | None, address: str | None,
+             progress: bool) -> dict[str, Any]:
     from multi_agent_pruning.orchestrator.ray_runtime import init_ray
 
-    methods = list(methods or cfg.baselines.methods)
+    methods = list(cfg.baselines.methods if methods is None else methods)
+    if not methods:
+        raise ConfigurationError("Invalid methods:", [ConfigIssue("methods", "must name at least one method", methods)])
     _check_methods(methods)
     num_runs = num_runs or cfg.baselines.num_runs
     budget = trials_per_method or cfg.baselines.trials_per_method or cfg.effective_search().trials
@@ -68,13 +81,20 @@ def compare_methods(cfg: ExperimentConfig, methods: Sequence[str] | None = None,
     contexts = {run: build_context(cfg, method="", run=run, seed=cfg.experiment.seed + run) for run in range(num_runs)}
     write_json_atomic(paths.state, {"experiment": cfg.experiment.name, "status": "running", "kind": "comparison",
                                     "methods": methods, "config": config_to_dict(cfg)})
-    init_ray(cfg, address)
     walls: dict[str, float] = {m: 0.0 for m in methods}
-    for run, context in contexts.items():
-        for method in methods:
-            start = time.perf_counter()
-            _run_method(cfg, paths, context, method, run, budget, progress)
-            walls[method] += time.perf_counter() - start
+    try:
+        raise_if_interrupted()
+        init_ray(cfg, address)
+        for run, context in contexts.items():
+            for method in methods:
+                start = time.perf_counter()
+                _run_method(cfg, paths, context, method, run, budget, progress)
+                walls[method] += time.perf_counter() - start
+    except SearchInterrupted as stop:
+        write_json_atomic(paths.state, {"experiment": cfg.experiment.name, "status": "interrupted", "kind": "comparison",
+                                        "methods": methods, "config": config_to_dict(cfg), "signal": stop.signum,
+                                        "rows": ResultStore(paths.results).count(experiment=cfg.experiment.name)})
+        raise
     comparison = summarise_comparison(ResultStore(paths.results), cfg.experiment.name, methods, walls)
     from multi_agent_pruning.orchestrator.experiment import write_run_report
 
@@ -104,7 +124,7 @@ def _run_optuna(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str,
     from ray import tune
 
     from multi_agent_pruning.agents.policy import BuiltinPolicy
-    from multi_agent_pruning.orchestrator.search import build_tuner, concurrency, profile_with_actor
+    from multi_agent_pruning.orchestrator.search import build_tuner, concurrency, fit_search, profile_with_actor
     from multi_agent_pruning.search.optuna_search import build_optuna_searcher, method_for, run_params_trial
     from multi_agent_pruning.search.rows import RowRecorder, RowSink
 
@@ -137,9 +157,10 @@ def _run_optuna(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str,
     tuner = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
                         name=f"{_safe(method)}-run{run}", storage=paths.tune,
                         callbacks=[RowRecorder(sink, ids, base.target_kind)])
-    tuner.fit()
+    fit_search(tuner)
     if sink.error is not None:
         raise sink.error
+    raise_if_interrupted()
 
 
 def _safe(method: str) -> str:

@@ -6,21 +6,24 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from multi_agent_pruning.config import ExperimentConfig, config_to_dict
+from multi_agent_pruning.core.engine import count_macs_params
 from multi_agent_pruning.core.strategy import Strategy
-from multi_agent_pruning.exceptions import ConfigurationError
+from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError
 from multi_agent_pruning.orchestrator.dense import load_experiment_data, prepare_dense_model
-from multi_agent_pruning.orchestrator.ray_runtime import init_ray
+from multi_agent_pruning.orchestrator.interrupt import SearchInterrupted, handle_stop_signals, raise_if_interrupted
+from multi_agent_pruning.orchestrator.ray_runtime import init_ray, resolve_address
 from multi_agent_pruning.results import ResultStore, TrialResult
 from multi_agent_pruning.search.trial import TrialContext
+from multi_agent_pruning.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +53,8 @@ class ExperimentPaths:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, default=str)
-    os.replace(tmp, path)
+    """Writes ``data`` as JSON atomically (see :mod:`multi_agent_pruning.utils.atomic`)."""
+    atomic_write_json(path, data)
 
 
 def base_strategy(cfg: ExperimentConfig) -> Strategy:
@@ -90,7 +90,7 @@ def build_context(cfg: ExperimentConfig, *, method: str, run: int, seed: int | N
         calibration_batches=cfg.agents.profiling_agent.calibration_batches, finetune=finetune,
         evaluation=evaluation, tolerance=cfg.target.tolerance, device=hw.device,
         threads=max(1, int(hw.cpus_per_trial)), model_kwargs=kwargs, distributed=_distributed(cfg),
-        gpu_memory_limit=hw.gpu.memory_limit_bytes(),
+        gpu_memory_limit=hw.gpu.memory_limit_bytes(), trial_timeout_s=cfg.effective_search().trial_timeout_s,
     )
     return context
 
@@ -126,15 +126,43 @@ def check_writable(paths: ExperimentPaths) -> None:
         raise ConfigurationError(f"results path {paths.results} exists and is not a directory")
 
 
-def check_output_dir(paths: ExperimentPaths, cfg: ExperimentConfig, resume: bool) -> None:
-    """Refuses to mix experiments in one directory, or to silently overwrite results."""
+def read_state(paths: ExperimentPaths) -> dict[str, Any] | None:
+    """The experiment record (``experiment.json``) of ``paths``, None when there is none.
+
+    Raises:
+        ConfigurationError: The record exists but cannot be read as one (truncated, not JSON,
+            not an object, no experiment name); the message says what to do.
+    """
     if not paths.state.exists():
+        return None
+    try:
+        state = json.loads(paths.state.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        reason = f"{type(err).__name__}: {err}"
+    else:
+        if isinstance(state, dict) and isinstance(state.get("experiment"), str):
+            return state
+        reason = "not an experiment record (a JSON object with an 'experiment' name)"
+    raise ConfigurationError(
+        f"output directory {paths.root} holds an unreadable {STATE_FILE} ({reason}); it was left as it is: "
+        f"restore it or choose another --output-dir")
+
+
+#: What a resumed run must share with the run it continues (config paths).
+RESUME_KEYS = (("model", "name"), ("dataset", "name"), ("target", "kind"), ("target", "reduction"),
+               ("target", "budget"))
+
+
+def check_output_dir(paths: ExperimentPaths, cfg: ExperimentConfig, resume: bool, method: str = "multi_agent") -> None:
+    """Refuses to mix experiments in one directory, to silently overwrite results, or to resume
+    a run with another model, dataset, target or method than the one it continues."""
+    state = read_state(paths)
+    if state is None:
         if resume:
             raise ConfigurationError(f"--resume: {paths.root} holds no experiment to resume ({STATE_FILE} missing)")
         if paths.results.exists() and any(paths.results.rglob("*.parquet")):
             raise ConfigurationError(f"output directory {paths.root} already holds results of an unknown experiment")
         return
-    state = json.loads(paths.state.read_text())
     if state.get("experiment") != cfg.experiment.name:
         raise ConfigurationError(
             f"output directory {paths.root} holds a different experiment ({state.get('experiment')!r}); "
@@ -143,32 +171,127 @@ def check_output_dir(paths: ExperimentPaths, cfg: ExperimentConfig, resume: bool
         raise ConfigurationError(
             f"output directory {paths.root} already holds experiment {cfg.experiment.name!r} "
             f"(status {state.get('status')!r}); pass --resume to continue it or choose another --output-dir")
+    stored, now = state.get("config") if isinstance(state.get("config"), dict) else {}, config_to_dict(cfg)
+    changed = [ConfigIssue(".".join(key), f"the run being resumed has {_lookup(stored, key)!r}", _lookup(now, key))
+               for key in RESUME_KEYS if _lookup(stored, key) != _lookup(now, key)]
+    if state.get("method", method) != method:
+        changed.append(ConfigIssue("method", f"the run being resumed has {state.get('method')!r}", method))
+    if changed:
+        raise ConfigurationError(
+            f"--resume: {paths.root} holds a run with another model, dataset, target or method; resume it "
+            f"with its own settings or choose another --output-dir:", changed)
+
+
+def _lookup(tree: Any, key: tuple[str, ...]) -> Any:
+    for part in key:
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+def check_target(cfg: ExperimentConfig, context: TrialContext) -> None:
+    """Refuses, before Ray starts, a target no structural pruning of this model can meet.
+
+    Every prunable layer keeps at least ``1 - max_layer_pruning`` of its input and of its output
+    channels, so its MACs (and weights) keep at least ``(1 - max_layer_pruning)**2``: a target
+    below that share of the dense model, or at or above the dense model itself, is impossible.
+    (Meeting this bound does not promise the target is reachable; the engine says so per trial.)
+    """
+    t = cfg.target
+    macs, params = count_macs_params(context.model, torch.zeros(context.input_shape))
+    dense = macs if t.kind == "macs" else params
+    keep = t.budget if t.budget is not None else dense * (1 - t.reduction)
+    floor = dense * (1 - base_strategy(cfg).max_layer_pruning) ** 2
+    unit = "MACs" if t.kind == "macs" else "params"
+    rule = None
+    if keep >= dense * (1 - t.tolerance):
+        rule = f"must keep fewer {unit} than the dense {cfg.model.name} has ({dense:.4g})"
+    elif keep < floor:
+        rule = (f"must keep at least {floor:.4g} {unit}: with every layer pruned by at most "
+                f"max_layer_pruning={base_strategy(cfg).max_layer_pruning:g}, no structural pruning of "
+                f"{cfg.model.name} ({dense:.4g} {unit}) keeps fewer")
+    if rule:
+        key, value = ("target.budget", t.budget) if t.budget is not None else ("target.reduction", t.reduction)
+        raise ConfigurationError("Impossible target:", [ConfigIssue(key, rule, value)])
+
+
+def check_resources(cfg: ExperimentConfig, address: str | None) -> None:
+    """Refuses, before Ray starts, trials that need more CPUs or GPUs than the local cluster has
+    (Tune would wait for them for ever). A joined cluster is checked by :func:`warn_unplaceable`."""
+    if resolve_address(cfg, address):
+        return
+    hw = cfg.hardware
+    cpus = hw.num_cpus or os.cpu_count() or 1
+    issues = []
+    if hw.cpus_per_trial > cpus:
+        issues.append(ConfigIssue("hardware.cpus_per_trial", f"must be at most the {cpus} CPUs of the local "
+                                  "Ray cluster (hardware.num_cpus)", hw.cpus_per_trial))
+    if hw.gpus_per_trial and hw.device != "cpu":
+        gpus = hw.num_gpus if hw.num_gpus is not None else torch.cuda.device_count()
+        if hw.gpus_per_trial > gpus:
+            issues.append(ConfigIssue("hardware.gpus_per_trial", f"must be at most the {gpus:g} GPUs of the "
+                                      "local Ray cluster (hardware.num_gpus)", hw.gpus_per_trial))
+    if issues:
+        raise ConfigurationError("Trials cannot be placed:", issues)
+
+
+def warn_unplaceable(cfg: ExperimentConfig) -> None:
+    """On a joined cluster, warns when no node now has a trial's CPUs/GPUs (Tune waits for the
+    autoscaler to add one, or for ever without one)."""
+    import ray
+
+    hw = cfg.hardware
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if nodes and not any(r.get("CPU", 0) >= hw.cpus_per_trial and r.get("GPU", 0) >= (hw.gpus_per_trial or 0)
+                         for r in nodes):
+        logger.warning("no node of the cluster has %g CPU(s) and %g GPU(s) for a trial; the search waits until "
+                       "one joins (autoscaling) and never starts a trial otherwise", hw.cpus_per_trial,
+                       hw.gpus_per_trial or 0)
+
+
+def _state(cfg: ExperimentConfig, method: str, status: str, **extra: Any) -> dict[str, Any]:
+    return {"experiment": cfg.experiment.name, "status": status, "config": config_to_dict(cfg), "method": method,
+            **extra}
 
 
 def run_experiment(cfg: ExperimentConfig, *, output_dir: str | Path | None = None, resume: bool = False,
                    address: str | None = None, method: str = "multi_agent", run: int = 0,
                    progress: bool = True) -> dict[str, Any]:
-    """Runs the multi-agent search of ``cfg`` and returns the summary (also in summary.json)."""
-    start = time.perf_counter()
-    if output_dir is None and os.environ.get("RAY_JOB_ID"):
-        logger.warning("running as a Ray job without --output-dir: results go to %s inside the job's working "
-                       "directory copy; pass an absolute --output-dir on shared storage", cfg.output_path().resolve())
-    paths = ExperimentPaths(Path(output_dir) if output_dir else cfg.output_path())
-    check_output_dir(paths, cfg, resume)
-    from multi_agent_pruning.orchestrator.search import run_search
+    """Runs the multi-agent search of ``cfg`` and returns the summary (also in summary.json).
 
-    context = build_context(cfg, method=method, run=run)  # bad model/dataset fail here, before any write
-    check_writable(paths)
-    write_json_atomic(paths.state, {"experiment": cfg.experiment.name, "status": "running",
-                                    "config": config_to_dict(cfg), "method": method})
-    init_ray(cfg, address)
-    outcome = run_search(cfg, paths, context, resume=resume, progress=progress)
-    summary = summarise(cfg, paths, outcome, minutes=(time.perf_counter() - start) / 60)
-    summary["report_path"] = write_run_report(paths, cfg.experiment.name)
-    write_json_atomic(paths.summary, summary)
-    write_json_atomic(paths.state, {"experiment": cfg.experiment.name, "status": "finished",
-                                    "config": config_to_dict(cfg), "method": method})
-    return summary
+    Raises:
+        ConfigurationError: Bad input, found before Ray starts where it can be.
+        SearchInterrupted: SIGINT/SIGTERM; the stored rows are kept, ``experiment.json`` says
+            "interrupted" and ``resume=True`` continues the run.
+    """
+    with handle_stop_signals():
+        start = time.perf_counter()
+        if output_dir is None and os.environ.get("RAY_JOB_ID"):
+            logger.warning("running as a Ray job without --output-dir: results go to %s inside the job's working "
+                           "directory copy; pass an absolute --output-dir on shared storage",
+                           cfg.output_path().resolve())
+        paths = ExperimentPaths(Path(output_dir) if output_dir else cfg.output_path())
+        check_output_dir(paths, cfg, resume, method)
+        check_resources(cfg, address)
+        context = build_context(cfg, method=method, run=run)  # bad model/dataset fail here, before any write
+        check_target(cfg, context)
+        check_writable(paths)
+        write_json_atomic(paths.state, _state(cfg, method, "running"))
+        from multi_agent_pruning.orchestrator.search import run_search  # search builds on this module
+
+        try:
+            raise_if_interrupted()
+            if not init_ray(cfg, address):
+                warn_unplaceable(cfg)
+            outcome = run_search(cfg, paths, context, resume=resume, progress=progress)
+        except SearchInterrupted as stop:
+            rows = ResultStore(paths.results).count(experiment=cfg.experiment.name, method=method)
+            write_json_atomic(paths.state, _state(cfg, method, "interrupted", signal=stop.signum, rows=rows))
+            raise
+        summary = summarise(cfg, paths, outcome, minutes=(time.perf_counter() - start) / 60)
+        summary["report_path"] = write_run_report(paths, cfg.experiment.name)
+        write_json_atomic(paths.summary, summary)
+        write_json_atomic(paths.state, _state(cfg, method, "finished"))
+        return summary
 
 
 def summarise(cfg: ExperimentConfig, paths: ExperimentPaths, outcome: dict[str, Any], minutes: float) -> dict[str, Any]:
@@ -213,16 +336,6 @@ def write_run_report(paths: ExperimentPaths, experiment: str) -> str | None:
     except Exception as err:  # the rows are stored; `mapruner report` can retry
         logger.warning("could not write the report: %s", err)
         return None
-
-
-def copy_best_model(source: str | None, destination: Path) -> None:
-    if source is None:
-        return
-    tmp = destination.with_name(destination.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(source, tmp)
-    shutil.rmtree(destination, ignore_errors=True)
-    os.replace(tmp, destination)
 
 
 def print_progress(row: TrialResult, done: int, total: int) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -12,23 +14,28 @@ from ray.tune.search import ConcurrencyLimiter
 
 from multi_agent_pruning.actors import ProfilingActor, create_actors
 from multi_agent_pruning.config import ExperimentConfig
+from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.data import take_calibration_batches
 from multi_agent_pruning.orchestrator.experiment import (
     ExperimentPaths,
     base_strategy,
-    copy_best_model,
     print_progress,
     profiling_agent_config,
 )
+from multi_agent_pruning.orchestrator.interrupt import InterruptStopper, raise_if_interrupted, requested, searching
 from multi_agent_pruning.results import ResultStore
 from multi_agent_pruning.search.rows import RowSink
 from multi_agent_pruning.search.searcher import MasterSearcher
 from multi_agent_pruning.search.trial import TrialContext
 from multi_agent_pruning.search.tune_trial import run_tune_trial
+from multi_agent_pruning.utils.atomic import atomic_replace_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_tuner", "concurrency", "profile_with_actor", "run_search", "trial_resources", "use_prestarted_workers"]
+_MODEL_FILES = ("model.json", "model.safetensors")
+
+__all__ = ["build_tuner", "concurrency", "find_trial_checkpoint", "fit_search", "profile_with_actor", "run_search",
+           "save_best_model", "trial_resources", "use_prestarted_workers"]
 
 
 def trial_resources(cfg: ExperimentConfig) -> dict[str, float]:
@@ -74,8 +81,8 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
     """Profiles, then lets the master actor drive a Ray Tune search; every row lands in the store."""
     store = ResultStore(paths.results)
     method = context.method
-    existing = [r for r in store.read(experiment=cfg.experiment.name, method=method).to_pylist()
-                if r["run"] == context.run] if resume else []
+    existing = usable_history([r for r in store.read(experiment=cfg.experiment.name, method=method).to_pylist()
+                               if r["run"] == context.run]) if resume else []
     search_cfg = cfg.effective_search()
     budget = search_cfg.trials - sum(1 for r in existing if r["status"] != "rejected")
     target = {"kind": cfg.target.kind, "reduction": cfg.target.reduction, "budget": cfg.target.budget}
@@ -98,7 +105,6 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
     master, analysis = create_actors(master_config, {"safety_enforcement": cfg.agents.analysis_agent.safety_enforcement},
                                      store_root=str(paths.results) if resume else None,
                                      experiment=cfg.experiment.name, method=method)
-    grid = None
     try:
         profile = profile_with_actor(cfg, context)
         record = RowSink(store, existing={r["trial_id"] for r in existing}, total=len(existing) + max(budget, 0),
@@ -111,8 +117,8 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
                                   reveal_lag=parallel - 1 if search_cfg.reproducible else None)
         if budget > 0:
             trainable = tune.with_parameters(run_tune_trial, context=context)
-            grid = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
-                               name=f"{method}-run{context.run}", storage=paths.tune).fit()
+            fit_search(build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
+                                   name=f"{method}-run{context.run}", storage=paths.tune))
     finally:
         # Free their processes now: a comparison runs one search per method and run, and the
         # Tune state may keep the handles (and so the actors, ~0.8 GB each) alive until exit.
@@ -121,10 +127,29 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
     if record.error is not None:
         raise record.error  # rows already stored are intact; --resume continues once fixed
     if save_best:
-        copy_best_model(_best_checkpoint(grid, store, cfg.experiment.name, method), paths.best_model)
+        save_best_model(store, paths, cfg.experiment.name, method)
+    raise_if_interrupted()
     return {"method": method, "iterations": searcher.iterations_run + (start_iteration if resume else 0),
             "stop_reason": searcher.stop_reason, "profile": profile, "concurrency": parallel,
             "batch_size": batch_size}
+
+
+def usable_history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored rows a resumed search can learn from: a row whose strategy no longer parses
+    (an edited file, a criterion since removed) is skipped with a warning, like an unreadable
+    file, and its trial is run again."""
+    usable, skipped = [], []
+    for row in rows:
+        try:
+            Strategy.from_json(row["strategy_json"])
+        except Exception as err:  # any reason a strategy cannot be rebuilt
+            skipped.append(f"{row.get('trial_id')!r} ({type(err).__name__}: {str(err)[:200]})")
+        else:
+            usable.append(row)
+    if skipped:
+        logger.warning("Skipped %d stored row(s) whose strategy cannot be read; their trials run again: %s",
+                       len(skipped), "; ".join(skipped[:5]))
+    return usable
 
 
 def use_prestarted_workers() -> bool:
@@ -150,6 +175,16 @@ def use_prestarted_workers() -> bool:
     return True
 
 
+def fit_search(tuner: tune.Tuner) -> tune.ResultGrid:
+    """``tuner.fit()``, stopped cleanly by SIGINT/SIGTERM (:mod:`~multi_agent_pruning.orchestrator.interrupt`);
+    the caller raises ``SearchInterrupted`` after keeping what it needs."""
+    with searching():
+        grid = tuner.fit()
+    if requested():
+        logger.warning("search interrupted: the rows stored so far are kept; --resume continues it")
+    return grid
+
+
 def build_tuner(cfg: ExperimentConfig, trainable: Any, searcher: Any, *, budget: int, parallel: int, name: str,
                 storage: Any, callbacks: list | None = None) -> tune.Tuner:
     """The Tuner every search uses: per-trial resources, concurrency limit, retries, actor reuse."""
@@ -161,17 +196,50 @@ def build_tuner(cfg: ExperimentConfig, trainable: Any, searcher: Any, *, budget:
                                     num_samples=budget, reuse_actors=search_cfg.reuse_actors),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=search_cfg.max_failures),
-                                  callbacks=callbacks),
+                                  callbacks=callbacks, stop=InterruptStopper()),
     )
 
 
-def _best_checkpoint(grid, store: ResultStore, experiment: str, method: str) -> str | None:
+def save_best_model(store: ResultStore, paths: ExperimentPaths, experiment: str, method: str) -> str | None:
+    """Puts the best ``ok`` row's model in ``best_model/``, whatever run of the experiment (a
+    resumed one, or the one before an interruption) produced it; returns its trial id.
+
+    The table decides which trial is best; its model is the checkpoint Tune stored for that trial
+    under ``tune/``. A best model already in place is kept when the checkpoint is gone.
+    """
     rows = [r for r in store.rows(experiment=experiment, method=method) if r.status == "ok" and r.top1_after is not None]
-    if not rows or grid is None:
+    if not rows:
         return None
-    best = max(rows, key=lambda r: r.top1_after)
-    for result in grid:
-        if result.config.get("trial_id") == best.trial_id and result.checkpoint is not None:
-            return result.checkpoint.path
-    logger.warning("the best trial's model (%s) is not in this run's checkpoints (resumed run?)", best.trial_id)
+    best = max(rows, key=lambda r: (r.top1_after, -(r.macs or math.inf)))
+    if _saved_trial(paths.best_model) == best.trial_id:
+        return best.trial_id
+    source = find_trial_checkpoint(paths.tune, best.trial_id)
+    if source is None:
+        logger.warning("the best trial's model (%s) is not among the stored checkpoints under %s; best_model/ "
+                       "is left as it was", best.trial_id, paths.tune)
+        return None
+    atomic_replace_dir(source, paths.best_model)
+    return best.trial_id
+
+
+def find_trial_checkpoint(tune_root: Path, trial_id: str) -> Path | None:
+    """The last checkpoint folder Tune stored for ``trial_id`` (the ``trial_id`` of the trial's
+    config, as in the table) under ``tune_root``, holding a complete saved model; else None."""
+    for params in sorted(tune_root.glob("*/*/params.json")):
+        try:
+            config = json.loads(params.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(config, dict) or config.get("trial_id") != trial_id:
+            continue
+        for checkpoint in sorted(params.parent.glob("checkpoint_*"), reverse=True):
+            if all((checkpoint / name).is_file() for name in _MODEL_FILES):
+                return checkpoint
     return None
+
+
+def _saved_trial(directory: Path) -> str | None:
+    try:
+        return json.loads((directory / "model.json").read_text())["metadata"]["trial_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

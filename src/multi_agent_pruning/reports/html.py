@@ -11,12 +11,14 @@ from typing import Any
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from multi_agent_pruning.exceptions import ResultStoreError, UnknownNameError
+from multi_agent_pruning.exceptions import ConfigurationError, ResultStoreError, UnknownNameError
 from multi_agent_pruning.reports.data import escape, header_facts, prepare_frame, reference_series, series_order
 from multi_agent_pruning.reports.figures import build_figures
 from multi_agent_pruning.reports.tables import (best_per_run_table, failures_table, friedman_text,
                                                 statistics_table)
 from multi_agent_pruning.results import ResultStore
+from multi_agent_pruning.results._files import describe_os_error
+from multi_agent_pruning.utils.atomic import atomic_write
 from multi_agent_pruning.validation.stats import analyze_methods
 
 __all__ = ["figures_json", "render_report_html", "resolve_results_dir", "write_report"]
@@ -124,6 +126,8 @@ def write_report(results_dir: str | os.PathLike[str], output: str | os.PathLike[
 
     Raises:
         ResultStoreError: No results directory, or no rows in it.
+        ConfigurationError: ``output`` cannot be written (a folder, a read-only place, a full
+            disk); nothing is left behind.
         UnknownNameError: ``experiment`` is not in the store.
     """
     root = resolve_results_dir(results_dir)
@@ -139,8 +143,7 @@ def write_report(results_dir: str | os.PathLike[str], output: str | os.PathLike[
     command = ["mapruner", "report", str(results_dir)] + (["--experiment", experiment] if experiment else [])
     command += ["-o", str(output)] if output else []
     html = render_report_html(table, title=title, source=str(root), regenerate=shlex.join(command))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.tmp")
-    temp.write_text(html, encoding="utf-8")
-    os.replace(temp, target)
-    return target
+    try:
+        return atomic_write(target, html)
+    except OSError as err:
+        raise ConfigurationError(f"Could not write the report to {target}: {describe_os_error(err)}") from err

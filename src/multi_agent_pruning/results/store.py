@@ -20,16 +20,26 @@ import pyarrow.compute as pc
 from multi_agent_pruning.exceptions import ResultStoreError
 from multi_agent_pruning.results._files import (describe_os_error, list_part_files, partition_dir,
                                                 partition_value, write_atomically)
-from multi_agent_pruning.results._loading import (REPLACES_KEY, VANISHED, SkippedFile, load_files,
+from multi_agent_pruning.results._loading import (REPLACES_KEY, VANISHED, LoadedFile, SkippedFile, load_files,
                                                   without_replaced)
+from multi_agent_pruning.results._validate import check_row
 from multi_agent_pruning.results.schema import RESULT_SCHEMA, STATUSES
 from multi_agent_pruning.results.trial import TrialResult
 
-__all__ = ["ResultStore", "ReadReport", "SkippedFile"]
+__all__ = ["ResultStore", "ReadReport", "SkippedFile", "SkippedRow"]
 
 logger = logging.getLogger(__name__)
 
 _SORT_KEYS = [(name, "ascending") for name in ("experiment", "method", "run", "iteration", "trial_id")]
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A stored row that breaks the schema's rules (an edited or foreign file), and why."""
+
+    path: Path
+    trial_id: Any
+    problems: list[str]
 
 
 @dataclass
@@ -39,6 +49,7 @@ class ReadReport:
     files_read: int = 0
     rows: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
+    invalid_rows: list[SkippedRow] = field(default_factory=list)
 
 
 class ResultStore:
@@ -120,9 +131,10 @@ class ResultStore:
              status: str | None = None) -> pa.Table:
         """All rows matching the filters, upgraded to ``RESULT_SCHEMA``.
 
-        Unreadable files are skipped, logged as a warning and listed in
-        :attr:`last_read_report`; the other files still load. A missing or empty root gives
-        an empty table with the schema.
+        Unreadable files, and rows that break the schema's rules (a top-1 of 1.5, a
+        ``strategy_json`` that is not JSON: the store never writes such rows, so the file was
+        edited), are skipped, logged as a warning and listed in :attr:`last_read_report`; the
+        rest still loads. A missing or empty root gives an empty table with the schema.
         """
         if status is not None and status not in STATUSES:
             raise ResultStoreError(f"status filter must be one of {', '.join(STATUSES)}, got {status!r}")
@@ -132,13 +144,19 @@ class ResultStore:
             # A file that vanished was merged by a concurrent compact(): list again.
             if not any(s.reason == VANISHED for s in skipped):
                 break
-        tables = [item.table for item in without_replaced(loaded)]
+        invalid: list[SkippedRow] = []
+        tables = [_valid_rows(item, invalid) for item in without_replaced(loaded)]
         table = pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
         table = _filter(table, experiment=experiment, method=method, status=status).sort_by(_SORT_KEYS)
-        self.last_read_report = ReadReport(files_read=len(loaded), rows=table.num_rows, skipped=skipped)
+        self.last_read_report = ReadReport(files_read=len(loaded), rows=table.num_rows, skipped=skipped,
+                                           invalid_rows=invalid)
         if skipped:
             logger.warning("Skipped %d unreadable result file(s) under %s: %s", len(skipped), self.root,
                            "; ".join(f"{s.path} ({s.reason})" for s in skipped))
+        if invalid:
+            logger.warning("Skipped %d invalid result row(s) under %s: %s", len(invalid), self.root,
+                           "; ".join(f"trial {r.trial_id!r} in {r.path} ({'; '.join(r.problems[:3])})"
+                                     for r in invalid[:5]))
         return table
 
     def to_pandas(self, experiment: str | None = None, method: str | None = None,
@@ -188,6 +206,18 @@ class ResultStore:
             return relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
         finally:
             connection.close()
+
+
+def _valid_rows(item: LoadedFile, invalid: list[SkippedRow]) -> pa.Table:
+    """``item``'s rows that pass :func:`check_row`; the others are added to ``invalid``."""
+    keep = []
+    for index, row in enumerate(item.table.to_pylist()):
+        problems = check_row(row)
+        if problems:
+            invalid.append(SkippedRow(item.path, row.get("trial_id"), problems))
+        else:
+            keep.append(index)
+    return item.table if len(keep) == item.table.num_rows else item.table.take(keep)
 
 
 def _filter(table: pa.Table, **equal: str | None) -> pa.Table:

@@ -107,6 +107,8 @@ class MasterSearcher(Searcher):
             strategy, iteration = self.running.pop(trial_id, (None, self.iteration - 1))
         if result is not None and "row_json" in result and not error:
             row = row_from_report(result)
+        elif self.interrupted():
+            return  # stopped by Ctrl+C/SIGTERM before it reported: no row, --resume runs it again
         else:
             row = TrialResult.failed(error="the trial's worker failed and its retries were exhausted",
                                      strategy=strategy, target_kind=self.base.target_kind,
@@ -118,6 +120,13 @@ class MasterSearcher(Searcher):
         else:
             self.history.append(seen)
         self.completed_since_proposal += 1
+
+    @staticmethod
+    def interrupted() -> bool:
+        """A stop signal arrived (the search is being stopped, not the trial failing)."""
+        from multi_agent_pruning.orchestrator.interrupt import requested  # the driver's signal state
+
+        return requested() is not None
 
     def _reveal_in_issue_order(self) -> bool:
         """Moves the results the next batch may see into the history (issue order); False while
