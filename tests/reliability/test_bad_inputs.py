@@ -238,3 +238,54 @@ def test_api_output_dir_of_another_experiment_is_left_untouched(tmp_path):
     with pytest.raises(ConfigurationError, match="holds a different experiment"):
         MultiAgentPruner(QUICKSTART).prune_model("compact_cnn", "digits", 0.5, output_dir=out)
     assert _snapshot(out) == before
+
+
+# -- CLI: config files that are not text YAML, or expand without bound (issue 18) ----------------
+
+_ALIAS_BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+    f"{n}: &{n} [{','.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+
+
+def _png() -> bytes:
+    return b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00"
+
+
+def _checkpoint(path: Path) -> bytes:
+    torch.save({"weight": torch.zeros(2)}, path.with_suffix(".pt"))
+    data = path.with_suffix(".pt").read_bytes()
+    path.with_suffix(".pt").unlink()
+    return data
+
+
+@pytest.mark.parametrize(("make", "needles"), [
+    (lambda path: _png(),
+     ["is not a text YAML file (it looks like a PNG image)", "save the configuration as UTF-8"]),
+    (_checkpoint, ["is not a text YAML file (it looks like a zip archive, such as a torch checkpoint)"]),
+    (lambda path: f"extends: {Path(QUICKSTART).resolve()}\nsearch: {{trials: 3}}\n".encode("utf-16-le"),
+     ["is not a text YAML file (it contains NUL bytes", "UTF-16/UTF-32 text without a byte-order mark"]),
+    (lambda path: _ALIAS_BOMB.encode(), ["Invalid YAML in", "at line 5, column 8",
+                                         "aliases expand to more than 10000 values"]),
+], ids=["png", "torch-checkpoint", "utf16-without-bom", "alias-bomb"])
+@pytest.mark.parametrize("command", ["validate-config", "prune"])
+def test_cli_config_that_is_not_text_yaml_exits_2(make, needles, command, tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(make(path))
+    before = _snapshot(tmp_path)
+    out = tmp_path / "out"
+    argv = [str(path)] if command == "validate-config" else ["--config", str(path), "--output-dir", str(out)]
+    code = main([command, *argv])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    assert captured.err.startswith(f"mapruner {command}: error: {path}" if "YAML file" in needles[0]
+                                   else f"mapruner {command}: error: Invalid YAML in {path}"), captured.err
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err and captured.out == ""
+    for needle in needles:
+        assert needle in captured.err, (needle, captured.err)
+    assert _snapshot(tmp_path) == before and not out.exists()
+
+
+def test_cli_utf16_config_with_a_byte_order_mark_is_read(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"extends: {Path(QUICKSTART).resolve()}\nsearch: {{trials: 3}}\n", encoding="utf-16")
+    assert main(["validate-config", str(path)]) == 0
+    assert "trials:     3 in at most 2 iterations" in capsys.readouterr().out
