@@ -183,3 +183,17 @@ def test_timed_out_trial_is_one_failed_row_and_the_search_goes_on(context, local
     assert huge_result.checkpoint is None and len(huge_result.metrics_dataframe) == 1  # reported once, no retry
     normal, normal_result = rows["normal"]
     assert normal["status"] == "ok" and normal["top1_after"] is not None and normal_result.checkpoint is not None
+
+
+@pytest.mark.slow
+def test_deadline_reaches_the_data_parallel_workers(local_ray):
+    from multi_agent_pruning.core.training import FineTuneConfig
+    from multi_agent_pruning.data import load_dataset
+    from multi_agent_pruning.search.distributed import DistributedSettings, distributed_fine_tune
+
+    deadline = Deadline(40.0, stage="fine-tune")  # Ray Train starts its 2 workers within it on 2 cores
+    with pytest.raises(TrialTimeoutError, match="40 s .* in stage fine-tune") as caught:
+        distributed_fine_tune(TinyResNet(), load_dataset("digits").train, FineTuneConfig(epochs=0.0, steps=HUGE_STEPS),
+                              DistributedSettings(world_size=2, backend="gloo", cpus_per_worker=1.0),
+                              batch_size=32, deadline=deadline)
+    assert 40.0 <= caught.value.elapsed_s < 40.0 + 120.0  # not the hours 10**8 steps would take
