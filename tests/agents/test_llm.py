@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import signal
+import threading
+import time
 
 import openai
 import pytest
@@ -26,7 +29,10 @@ from multi_agent_pruning.exceptions import ConfigurationError, LLMError
 from multi_agent_pruning.testing.llm_server import (
     close_connection,
     delay,
+    drip,
     empty,
+    hang,
+    raw_body,
     reply,
     reply_json,
     status,
@@ -416,3 +422,183 @@ def test_api_key_never_leaks(llm_server, make_llm_client, proposal_kwargs, llm_a
                           *(p.read_text() for p in tmp_path.glob("*.json"))])
     assert "[redacted]" in caplog.text and "[redacted]" in client.records[-1].reply
     assert llm_api_key not in haystack
+
+
+# -- hostile servers: every failure ends in the built-in policy within a bounded time ----------
+# Issue 18: a 200 with a body that is not JSON escaped as json.JSONDecodeError; a reply dripping
+# one byte at a time defeated llm.timeout (a limit per read); Ctrl+C during a wait was lost.
+@pytest.mark.parametrize("body, content_type", [
+    ("<html><body>502 Bad Gateway</body></html>", "application/json"),
+    ("<html><body>502 Bad Gateway</body></html>", "text/html"),
+    ("", "application/json"),
+    ("null", "application/json"),
+    ("[1, 2]", "application/json"),
+    ("{}", "application/json"),
+    ('{"choices": []}', "application/json"),
+    ('{"choices": "none"}', "application/json"),
+    ('{"choices": [{"message": null}]}', "application/json"),
+    ('{"choices": [{"message": {"role": "assistant", "content": 42}}]}', "application/json"),
+])
+def test_unusable_response_body_falls_back(llm_server, make_llm_client, proposal_kwargs, body, content_type):
+    llm_server.script(raw_body(body, content_type=content_type))
+    result = propose_with_llm(make_llm_client(), **proposal_kwargs)
+
+    assert result.outcome == "fallback" and result.strategies == []
+    assert outcomes(result) == ["invalid_response"] and result.records[0].attempts == 1
+    assert result.error.startswith("unreadable response from the LLM service")
+    assert len(llm_server.chat_requests) == 1  # a broken body is not retried
+
+
+def test_usage_that_is_not_a_count_is_dropped(llm_server, make_llm_client):
+    completion = {"choices": [{"index": 0, "finish_reason": "stop",
+                               "message": {"role": "assistant", "content": "{}"}}],
+                  "usage": {"prompt_tokens": "lots", "completion_tokens": -3}}
+    llm_server.script(raw_body(json.dumps(completion)))
+    answer = make_llm_client().complete([{"role": "user", "content": "hi"}])
+    assert (answer.text, answer.prompt_tokens, answer.completion_tokens) == ("{}", None, None)
+
+
+def test_dripping_reply_is_cut_at_the_request_deadline(llm_server, make_llm_client, proposal_kwargs):
+    # One byte every 0.1 s: every read succeeds well inside the 0.5 s timeout, so only a limit on
+    # the whole request ends it (the reply would take ~40 s per attempt).
+    llm_server.default = drip(reply_json(GOOD), every_s=0.1)
+    client = make_llm_client()
+    started = time.monotonic()
+    result = propose_with_llm(client, **proposal_kwargs)
+    elapsed = time.monotonic() - started
+
+    assert result.outcome == "fallback" and outcomes(result) == ["timeout"]
+    assert result.records[0].attempts == 3 and len(llm_server.chat_requests) == 3
+    assert result.error.startswith("no reply within 0.5s")
+    assert client.settings.time_budget() == pytest.approx(3 * 0.5 + 2 * 0.5)
+    assert 1.5 <= elapsed <= client.settings.time_budget() + 0.5
+
+
+@pytest.mark.parametrize("behaviour", [
+    hang(), drip(every_s=0.05), status(500), status(503, "<html>busy</html>"),
+    status(429, headers={"Retry-After": "86400"}), raw_body("not json"), close_connection(),
+], ids=["hang", "drip", "500", "503-html", "429-one-day", "200-not-json", "dropped"])
+def test_every_failure_mode_ends_within_the_time_budget(llm_server, make_llm_client, proposal_kwargs,
+                                                        behaviour):
+    llm_server.default = behaviour
+    client = make_llm_client(timeout=0.3, max_retries=2, backoff_max=0.2)
+    started = time.monotonic()
+    result = propose_with_llm(client, **proposal_kwargs)
+    elapsed = time.monotonic() - started
+
+    assert client.settings.time_budget() == pytest.approx(3 * 0.3 + 2 * 0.2)
+    assert result.outcome == "fallback" and result.strategies == [] and result.error
+    assert elapsed <= client.settings.time_budget() + 0.5, (elapsed, outcomes(result))
+
+
+def test_total_timeout_bounds_retries_and_the_repair(llm_server, make_llm_client, proposal_kwargs):
+    llm_server.default = hang()
+    client = make_llm_client(timeout=0.4, max_retries=10, total_timeout=1.0)
+    started = time.monotonic()
+    result = propose_with_llm(client, **proposal_kwargs)
+    elapsed = time.monotonic() - started
+
+    assert client.settings.time_budget() == 1.0
+    assert result.outcome == "fallback" and outcomes(result) == ["timeout"]
+    assert 2 <= result.records[0].attempts <= 3  # 0.4 + 0.4 + what is left, not 11 attempts
+    assert 0.9 <= elapsed <= 1.0 + 0.5
+
+
+def test_retry_after_longer_than_the_time_left_gives_up_at_once(llm_server, make_llm_client):
+    llm_server.default = status(429, headers={"Retry-After": "3600"})
+    client = make_llm_client(timeout=0.5, max_retries=3, backoff_max=60.0, total_timeout=2.0)
+    started = time.monotonic()
+    with pytest.raises(LLMServiceError, match="HTTP 429") as info:
+        client.complete([{"role": "user", "content": "hi"}])
+    assert info.value.kind == "rate_limited" and client.records[0].attempts == 1
+    assert "more than the" in str(info.value) and time.monotonic() - started < 1.0
+
+
+def test_repair_gets_only_the_time_left(llm_server, make_llm_client, proposal_kwargs):
+    llm_server.script(delay(0.6, reply("not json")), hang())
+    client = make_llm_client(timeout=0.8, max_retries=0, total_timeout=1.0)
+    started = time.monotonic()
+    result = propose_with_llm(client, **proposal_kwargs)
+    elapsed = time.monotonic() - started
+
+    assert result.outcome == "fallback" and outcomes(result) == ["invalid_json", "timeout"]
+    assert elapsed <= 1.0 + 0.5
+
+
+def _interrupt_main_thread_after(seconds: float) -> threading.Timer:
+    timer = threading.Timer(seconds, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("behaviour", [hang(), drip(every_s=0.05), status(429, headers={"Retry-After": "30"})],
+                         ids=["hang", "drip", "retry-after"])
+def test_ctrl_c_during_an_llm_wait_propagates_at_once(llm_server, make_llm_client, proposal_kwargs, behaviour):
+    llm_server.default = behaviour
+    client = make_llm_client(timeout=30.0, max_retries=3, backoff_max=30.0)
+    timer = _interrupt_main_thread_after(0.3)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        propose_with_llm(client, **proposal_kwargs)
+    timer.join()
+    assert time.monotonic() - started < 2.0  # not 30 s, and not swallowed as a fallback
+    assert client.records[0].outcome == "interrupted"
+    # The client still works afterwards.
+    llm_server.default = None
+    llm_server.script(reply_json(GOOD))
+    assert propose_with_llm(client, **proposal_kwargs).outcome == "ok"
+
+
+# -- recovery budget: the LLM cannot buy unbounded fine-tuning --------------------------------
+def test_finetune_epochs_are_bounded_by_the_configured_budget(base_strategy):
+    text = json.dumps({"strategies": [{"finetune_steps": 100_000_000}, {"finetune_epochs": 1000},
+                                      {"finetune_epochs": 4.0, "importance": "l2"},
+                                      {"finetune_epochs": 0.5, "importance": "lamp"}]})
+    parsed = parse_strategy_reply(text, base=base_strategy, known_kinds={"mlp"}, limits={}, batch_size=4,
+                                  max_finetune_factor=4.0)
+    assert [(s.importance, s.finetune_epochs) for s in parsed.strategies] == [("l2", 4.0), ("lamp", 0.5)]
+    (steps, reason_steps), (epochs, reason_epochs) = parsed.rejected
+    assert steps == {"finetune_steps": 100_000_000}
+    assert reason_steps == ("finetune_steps must stay null: the fine-tuning budget is set in epochs "
+                            "(finetune.epochs=1); set finetune_epochs, at most 4")
+    assert reason_epochs == "finetune_epochs 1000 exceeds the limit 4 (4 x the configured budget 1)"
+
+
+def test_finetune_steps_are_bounded_by_the_configured_budget(base_strategy):
+    base = base_strategy.replace(finetune_steps=60)
+    text = json.dumps({"strategies": [{"finetune_steps": 240, "importance": "l2"}, {"finetune_steps": 241},
+                                      {"finetune_steps": None, "finetune_epochs": 2.0}]})
+    parsed = parse_strategy_reply(text, base=base, known_kinds={"mlp"}, limits={}, batch_size=4)
+    assert [(s.importance, s.finetune_steps) for s in parsed.strategies] == [("l2", 240)]
+    assert [reason for _, reason in parsed.rejected] == [
+        "finetune_steps 241 exceeds the limit 240 (4 x the configured budget 60)",
+        "finetune_steps must stay set: the fine-tuning budget is set in steps (finetune.steps=60), at most 240",
+    ]
+
+
+def test_round_to_is_bounded(base_strategy):
+    text = json.dumps({"strategies": [{"round_to": 10**9}, {"round_to": 8, "importance": "l2"}]})
+    parsed = parse_strategy_reply(text, base=base_strategy, known_kinds=set(), limits={}, batch_size=2)
+    assert [s.round_to for s in parsed.strategies] == [8]
+    assert parsed.rejected[0][1] == "round_to 1000000000 exceeds the limit 256"
+
+
+def test_huge_finetune_steps_from_the_server_fall_back_and_the_prompt_states_the_limit(
+        llm_server, make_llm_client, proposal_kwargs):
+    hostile = {"strategies": [{"importance": "l2", "finetune_epochs": 1000.0}], "reasoning": "train longer"}
+    llm_server.script(reply_json(hostile), reply_json(hostile))
+    result = propose_with_llm(make_llm_client(max_finetune_factor=2.0), **proposal_kwargs)
+
+    assert result.outcome == "fallback" and outcomes(result) == ["invalid_schema", "invalid_schema"]
+    assert "finetune_epochs 1000.0 exceeds the limit 2 (2 x the configured budget 1)" in result.error
+    assert '"finetune_epochs": 2.0' in llm_server.chat_requests[0].messages_text()  # shown as a safety limit
+
+
+def test_settings_from_config_read_the_new_keys_when_present():
+    section = LLMConfig(model="m", base_url="http://127.0.0.1:1/v1", timeout=2)
+    settings = LLMSettings.from_config(section)
+    assert (settings.total_timeout, settings.max_finetune_factor) == (None, 4.0)
+    assert settings.time_budget() == 3 * 2 + 2 * 10.0
+    with pytest.raises(ConfigurationError) as info:
+        LLMSettings(total_timeout=0, max_finetune_factor=-1)
+    assert [issue.path for issue in info.value.issues] == ["llm.total_timeout", "llm.max_finetune_factor"]

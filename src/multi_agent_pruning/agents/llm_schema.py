@@ -2,7 +2,14 @@
 
 Nothing here touches the network. The reply is untrusted input: every proposed strategy is
 merged over a base strategy whose target always wins, validated by :class:`Strategy`, checked
-against the known group kinds and the safety limits, and rejected with a reason otherwise.
+against the known group kinds, the safety limits and the recovery budget, and rejected with a
+reason otherwise.
+
+The recovery budget: the model may change the fine-tuning length, within
+``max_finetune_factor`` (default 4) times the base strategy's, which comes from the config's
+``finetune`` section, and in the same unit (steps when ``finetune.steps`` is set, else epochs).
+``round_to`` is at most :data:`MAX_ROUND_TO`. Every other numeric field is bounded by
+:class:`Strategy` itself (ratios, ``iterative_steps`` <= 64, learning rate < 10, ...).
 """
 
 from __future__ import annotations
@@ -22,9 +29,12 @@ __all__ = [
     "LLMReplyError",
     "ParsedProposal",
     "FIXED_FIELDS",
+    "DEFAULT_MAX_FINETUNE_FACTOR",
+    "MAX_ROUND_TO",
     "build_strategy_messages",
     "build_repair_messages",
     "parse_strategy_reply",
+    "recovery_limits",
 ]
 
 logger = logging.getLogger(__name__)
@@ -32,6 +42,10 @@ logger = logging.getLogger(__name__)
 # Owned by the user (the target) and by the safety analysis (per-kind caps, channel floor):
 # whatever the model proposes for them, the base strategy's values are kept.
 FIXED_FIELDS = ("target_kind", "target_reduction", "target_budget", "kind_max_pruning", "min_channels")
+#: Largest multiple of the configured fine-tuning budget a proposal may ask for.
+DEFAULT_MAX_FINETUNE_FACTOR = 4.0
+#: Largest ``round_to`` a proposal may set (hardware alignment needs 8 to 128).
+MAX_ROUND_TO = 256
 _MAX_HISTORY = 20
 _MAX_REASONING_CHARS = 4000
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
@@ -44,12 +58,13 @@ _FIELD_RULES = {
     "head_pruning_ratio": "number in [0, 1); > 0 needs prune_num_heads=true",
     "prune_num_heads": "true or false",
     "prune_head_dims": "true or false",
-    "round_to": "positive integer or null",
+    "round_to": f"integer in [1, {MAX_ROUND_TO}] or null",
     "iterative_steps": "integer in [1, 64]",
     "max_layer_pruning": "number in (0, 1): largest pruning ratio of any single layer",
     "ignored_layers": "list of module names never pruned",
-    "finetune_epochs": "number >= 0",
-    "finetune_steps": "integer >= 0 or null (overrides finetune_epochs)",
+    "finetune_epochs": "number >= 0, at most its safety limit when one is listed",
+    "finetune_steps": ("integer >= 0 or null (overrides finetune_epochs); keep the unit of the defaults "
+                       "(null stays null, a number stays a number), at most its safety limit"),
     "learning_rate": "number in (0, 10)",
     "weight_decay": "number in [0, 10)",
     "kd_weight": "number in [0, 1]: weight of distillation from the dense model",
@@ -153,19 +168,30 @@ def build_repair_messages(messages: Sequence[Mapping[str, str]],
     return repaired
 
 
+def recovery_limits(base: Strategy, factor: float = DEFAULT_MAX_FINETUNE_FACTOR) -> dict[str, float]:
+    """Upper bounds of the fine-tuning length a proposal may set: ``factor`` times the base
+    strategy's budget, in the base's unit (``finetune_steps`` when set, else ``finetune_epochs``)."""
+    if base.finetune_steps is not None:
+        return {"finetune_steps": int(factor * base.finetune_steps)}
+    return {"finetune_epochs": float(factor * base.finetune_epochs)}
+
+
 def parse_strategy_reply(text: str, *, base: Strategy, known_kinds: Collection[str],
                          limits: Mapping[str, float], batch_size: int,
-                         exclude_keys: Collection[str] = ()) -> ParsedProposal:
+                         exclude_keys: Collection[str] = (),
+                         max_finetune_factor: float = DEFAULT_MAX_FINETUNE_FACTOR) -> ParsedProposal:
     """Turns a reply into validated strategies.
 
     Args:
         text: The reply; a JSON object, optionally inside a ```json fence.
-        base: Supplies every field the model leaves out, and always the target.
+        base: Supplies every field the model leaves out, and always the target; its
+            fine-tuning budget bounds the proposals' (see :func:`recovery_limits`).
         known_kinds: Group kinds ``group_multipliers`` may name.
         limits: Upper bounds by strategy field, e.g. ``{"max_layer_pruning": 0.9}``; keys that
             are not numeric strategy fields are left to the analysis agent.
         batch_size: Most strategies returned; the rest are rejected as surplus.
         exclude_keys: ``Strategy.key()`` of strategies already evaluated.
+        max_finetune_factor: Largest multiple of the base's fine-tuning budget allowed.
 
     Raises:
         LLMReplyError: Empty reply, no JSON, wrong shape, or no valid strategy at all.
@@ -181,6 +207,8 @@ def parse_strategy_reply(text: str, *, base: Strategy, known_kinds: Collection[s
     seen = set(exclude_keys)
     for raw in data["strategies"]:
         strategy, reason = _check_one(raw, base, set(known_kinds), limits, result.warnings)
+        if strategy is not None:
+            strategy, reason = _check_recovery_budget(strategy, base, max_finetune_factor)
         if strategy is not None and strategy.key() in seen:
             strategy, reason = None, "duplicate of a strategy already proposed or evaluated"
         elif strategy is not None and len(result.strategies) >= batch_size:
@@ -251,6 +279,25 @@ def _check_limits(strategy: Strategy, limits: Mapping[str, float]) -> tuple[Stra
         and not isinstance(getattr(strategy, name), bool) and getattr(strategy, name) > limit
     ]
     return (None, "; ".join(over)) if over else (strategy, "")
+
+
+def _check_recovery_budget(strategy: Strategy, base: Strategy,
+                           factor: float) -> tuple[Strategy | None, str]:
+    cap = recovery_limits(base, factor)
+    if "finetune_steps" in cap and strategy.finetune_steps is None:
+        return None, (f"finetune_steps must stay set: the fine-tuning budget is set in steps "
+                      f"(finetune.steps={base.finetune_steps}), at most {cap['finetune_steps']}")
+    if "finetune_epochs" in cap and strategy.finetune_steps is not None:
+        return None, (f"finetune_steps must stay null: the fine-tuning budget is set in epochs "
+                      f"(finetune.epochs={base.finetune_epochs:g}); set finetune_epochs, at most "
+                      f"{cap['finetune_epochs']:g}")
+    for name, limit in cap.items():
+        if getattr(strategy, name) > limit:
+            return None, (f"{name} {getattr(strategy, name)!r} exceeds the limit {limit:g} "
+                          f"({factor:g} x the configured budget {getattr(base, name):g})")
+    if strategy.round_to is not None and strategy.round_to > MAX_ROUND_TO:
+        return None, f"round_to {strategy.round_to} exceeds the limit {MAX_ROUND_TO}"
+    return strategy, ""
 
 
 def _schema() -> dict[str, str]:

@@ -31,7 +31,10 @@ __all__ = [
     "RecordedRequest",
     "close_connection",
     "delay",
+    "drip",
     "empty",
+    "hang",
+    "raw_body",
     "reply",
     "reply_json",
     "status",
@@ -48,13 +51,17 @@ class Behaviour:
     """One scripted answer. Build it with :func:`reply`, :func:`status`, ... rather than directly.
 
     Attributes:
-        action: ``"reply"`` (a chat completion), ``"status"`` (an HTTP error) or ``"close"``
-            (drop the connection without answering).
+        action: ``"reply"`` (a chat completion), ``"status"`` (an answer with ``code`` and
+            ``body`` as they are), ``"close"`` (drop the connection without answering) or
+            ``"hang"`` (never answer; the connection stays open until the server stops).
         content: Message content of a reply (None gives ``"content": null``).
         code: HTTP status of a ``"status"`` answer.
         body: Body of a ``"status"`` answer.
         headers: Extra response headers.
+        content_type: ``Content-Type`` of the answer.
         delay_s: Seconds to wait before answering.
+        drip_s: Seconds between bytes: the whole answer, status line and headers included, is
+            sent one byte at a time (0 sends it at once).
         finish_reason: ``choices[0].finish_reason`` of a reply.
         prompt_tokens: Usage reported; None counts the words of the request's messages.
         completion_tokens: Usage reported; None counts the words of the reply.
@@ -65,7 +72,9 @@ class Behaviour:
     code: int = 200
     body: str = ""
     headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = "application/json"
     delay_s: float = 0.0
+    drip_s: float = 0.0
     finish_reason: str = "stop"
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
@@ -124,6 +133,24 @@ def delay(seconds: float, then: Behaviour | None = None) -> Behaviour:
 def close_connection() -> Behaviour:
     """Close the connection without sending any response."""
     return Behaviour("close")
+
+
+def hang() -> Behaviour:
+    """Accept the request and never answer (until the server stops)."""
+    return Behaviour("hang")
+
+
+def drip(then: Behaviour | None = None, *, every_s: float = 0.5) -> Behaviour:
+    """``then`` (default: a ``{}`` reply) sent one byte every ``every_s`` seconds, headers
+    included: each read of a client gets data in time, so only a deadline on the whole request
+    ends it early."""
+    return dataclasses.replace(then or reply("{}"), drip_s=every_s)
+
+
+def raw_body(body: str, *, code: int = 200, content_type: str = "application/json") -> Behaviour:
+    """An answer whose body is ``body`` as it is (e.g. HTTP 200 with a body that is not JSON, or
+    JSON that is not a chat completion)."""
+    return Behaviour("status", code=code, body=body, content_type=content_type)
 
 
 def unused_port() -> int:
@@ -258,29 +285,42 @@ class _Handler(BaseHTTPRequestHandler):
         behaviour = owner._next()
         if behaviour.delay_s and owner._stopping.wait(behaviour.delay_s):
             return
-        if behaviour.action == "close":
+        if behaviour.action == "hang":
+            owner._stopping.wait()
+        elif behaviour.action == "close":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
         elif behaviour.action == "status":
-            self._send(behaviour.code, behaviour.body, behaviour.headers)
+            self._send(behaviour.code, behaviour.body, behaviour)
         else:
-            self._send(200, json.dumps(_completion(behaviour, payload or {}, owner.model)), behaviour.headers)
+            self._send(200, json.dumps(_completion(behaviour, payload or {}, owner.model)), behaviour)
 
     def _headers(self) -> dict[str, str]:
         return {name.lower(): value for name, value in self.headers.items()}
 
-    def _send(self, code: int, text: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        data = text.encode("utf-8")
+    def _send(self, code: int, text: str, behaviour: Behaviour | None = None) -> None:
+        behaviour = behaviour or Behaviour("status")
+        self.log_request(code)
+        data = self._encode(code, text.encode("utf-8"), behaviour)
         try:
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers:
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+            if not behaviour.drip_s:
+                self.wfile.write(data)
+                return
+            for index in range(len(data)):
+                if self.server.owner._stopping.wait(behaviour.drip_s):
+                    return
+                self.wfile.write(data[index:index + 1])
         except (BrokenPipeError, ConnectionResetError):
             logger.debug("test server: the client left before the answer")
+
+    def _encode(self, code: int, body: bytes, behaviour: Behaviour) -> bytes:
+        """The whole HTTP response: status line, headers and body."""
+        phrase = self.responses.get(code, ("",))[0]
+        headers = [("Content-Type", behaviour.content_type), ("Content-Length", str(len(body))),
+                   *behaviour.headers]
+        head = f"{self.protocol_version} {code} {phrase}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers) + "\r\n"
+        return head.encode("latin-1") + body
 
 
 def _completion(behaviour: Behaviour, payload: Mapping[str, Any], model: str) -> dict[str, Any]:
