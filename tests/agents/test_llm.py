@@ -602,3 +602,29 @@ def test_settings_from_config_read_the_new_keys_when_present():
     with pytest.raises(ConfigurationError) as info:
         LLMSettings(total_timeout=0, max_finetune_factor=-1)
     assert [issue.path for issue in info.value.issues] == ["llm.total_timeout", "llm.max_finetune_factor"]
+
+
+# -- tokens reach the rows --------------------------------------------------------------------
+def test_proposal_tokens_are_split_over_its_strategies(llm_server, make_llm_client, proposal_kwargs, tmp_path):
+    from multi_agent_pruning.agents.master import llm_token_columns, llm_token_shares
+
+    llm_server.script(reply("not json", prompt_tokens=400, completion_tokens=3),
+                      reply_json(GOOD, prompt_tokens=501, completion_tokens=40))
+    result = propose_with_llm(make_llm_client(cache_dir=tmp_path), **proposal_kwargs)
+    assert result.outcome == "repaired" and 0 < result.elapsed_s < 2.0
+
+    shares = llm_token_shares(result.records, result.strategies)  # the repair's tokens count too
+    l2, taylor = (s.key() for s in result.strategies)
+    assert shares == {l2: {"llm_prompt_tokens": 451, "llm_completion_tokens": 22},
+                      taylor: {"llm_prompt_tokens": 450, "llm_completion_tokens": 21}}
+    assert llm_token_columns(shares, result.strategies[1].to_json()) == shares[taylor]
+    # The analysis agent's capped form of a strategy is the same search point.
+    capped = result.strategies[0].replace(max_layer_pruning=0.5, kind_max_pruning={"mlp": 0.3})
+    assert llm_token_columns(shares, capped.to_dict()) == shares[l2]
+    assert llm_token_columns(shares, Strategy(importance="fpgm")) == {"llm_prompt_tokens": None,
+                                                                      "llm_completion_tokens": None}
+    assert llm_token_columns(shares, "{not json") == {"llm_prompt_tokens": None, "llm_completion_tokens": None}
+    # Served from the cache: nothing was spent.
+    again = propose_with_llm(make_llm_client(cache_dir=tmp_path), **proposal_kwargs)
+    assert [r.attempts for r in again.records] == [0, 0] and len(llm_server.chat_requests) == 2
+    assert set(llm_token_shares(again.records, again.strategies)[l2].values()) == {None}

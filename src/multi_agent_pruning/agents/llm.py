@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import email.utils
 import hashlib
 import json
@@ -224,7 +225,8 @@ class LLMProposalOutcome:
     """What :func:`propose_with_llm` got.
 
     ``outcome`` is ``"ok"``, ``"cached"``, ``"repaired"`` or ``"fallback"`` (then ``error`` says
-    why and ``strategies`` is empty); ``records`` are the calls made, each with its own outcome.
+    why and ``strategies`` is empty); ``records`` are the calls made, each with its own outcome;
+    ``elapsed_s`` is the wall time of the whole proposal (at most the settings' time budget).
     """
 
     strategies: list[Strategy]
@@ -234,6 +236,7 @@ class LLMProposalOutcome:
     rejected: list[tuple[Any, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    elapsed_s: float = 0.0
 
 
 class _Retry(Exception):
@@ -559,13 +562,25 @@ def propose_with_llm(client: LLMClient, context: Mapping[str, Any], *, base: Str
     Raises:
         KeyboardInterrupt: Ctrl+C during a request or a retry wait.
     """
+    started = time.monotonic()
     first = len(client.records)
-    deadline = time.monotonic() + client.settings.time_budget()
     factor = client.settings.max_finetune_factor
     shown = {**(context.get("safety_limits") or {}), **recovery_limits(base, factor)}
     messages = build_strategy_messages({**context, "safety_limits": shown})
     check = dict(base=base, known_kinds=known_kinds, limits=limits, batch_size=batch_size,
                  exclude_keys=exclude_keys, max_finetune_factor=factor)
+    outcome = _ask_with_repair(client, messages, check, first, started + client.settings.time_budget())
+    elapsed = time.monotonic() - started
+    if outcome.outcome == "fallback":
+        logger.warning("LLM proposal failed after %.2fs (%s); falling back to the built-in policy",
+                       elapsed, outcome.error)
+    else:
+        logger.info("LLM proposal %s in %.2fs", outcome.outcome, elapsed)
+    return dataclasses.replace(outcome, elapsed_s=elapsed)
+
+
+def _ask_with_repair(client: LLMClient, messages: list[dict[str, str]], check: dict[str, Any], first: int,
+                     deadline: float) -> LLMProposalOutcome:
     try:
         return _ask(client, messages, check, first, deadline, repaired=False)
     except LLMServiceError as err:
@@ -598,6 +613,5 @@ def _ask(client: LLMClient, messages: list[dict[str, str]], check: dict[str, Any
 
 
 def _fallback(client: LLMClient, first: int, err: LLMError) -> LLMProposalOutcome:
-    logger.warning("LLM proposal failed (%s); falling back to the built-in policy", err)
     rejected = list(getattr(err, "rejected", []))
     return LLMProposalOutcome([], "", "fallback", client.records[first:], rejected, error=str(err))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -12,7 +12,7 @@ from multi_agent_pruning.agents.policy import BuiltinPolicy, Observation, sensit
 from multi_agent_pruning.core.profile import Profile
 from multi_agent_pruning.core.strategy import Strategy
 
-__all__ = ["MasterAgent", "history_observations", "strategy_view"]
+__all__ = ["MasterAgent", "history_observations", "llm_token_columns", "llm_token_shares", "strategy_view"]
 
 
 def strategy_view(strategy: Strategy) -> dict[str, Any]:
@@ -36,6 +36,41 @@ def history_observations(history: list[Mapping[str, Any]]) -> list[Observation]:
     return observations
 
 
+def llm_token_shares(records: Sequence[Any], strategies: Sequence[Strategy]) -> dict[str, dict[str, int | None]]:
+    """The LLM tokens of one proposal, split over the strategies it produced.
+
+    Every call that reached the service counts (a reply that had to be repaired too); a reply
+    served from the cache (``attempts == 0``) cost nothing. Each count is split evenly, the
+    remainder going to the first strategies, so the rows of a batch add up to what was spent.
+
+    Returns:
+        ``{Strategy.key(): {"llm_prompt_tokens": n, "llm_completion_tokens": m}}``; a count
+        is None when the service reported none.
+    """
+    spent = [r for r in records if getattr(r, "attempts", 0) > 0]
+    totals = {}
+    for column, attribute in (("llm_prompt_tokens", "prompt_tokens"), ("llm_completion_tokens", "completion_tokens")):
+        counts = [getattr(r, attribute) for r in spent if getattr(r, attribute) is not None]
+        totals[column] = sum(counts) if counts else None
+    shares: dict[str, dict[str, int | None]] = {}
+    for index, strategy in enumerate(strategies):
+        shares[strategy.key()] = {column: None if total is None else
+                                  total // len(strategies) + (1 if index < total % len(strategies) else 0)
+                                  for column, total in totals.items()}
+    return shares
+
+
+def llm_token_columns(shares: Mapping[str, Mapping[str, int | None]], strategy: Any) -> dict[str, int | None]:
+    """The ``llm_*_tokens`` row columns of ``strategy`` (a Strategy, its dict or its JSON) from
+    the master's ``llm_tokens``; both None when it did not come from the LLM."""
+    empty = {"llm_prompt_tokens": None, "llm_completion_tokens": None}
+    try:
+        key = _as_strategy(strategy).key()
+    except Exception:  # noqa: BLE001 - a malformed proposal has no tokens to show
+        return empty
+    return {**empty, **dict(shares.get(key) or {})}
+
+
 class MasterAgent(BaseAgent):
     """Proposes a batch of distinct strategies per iteration, with an LLM or the built-in policy.
 
@@ -49,6 +84,11 @@ class MasterAgent(BaseAgent):
     ``history`` (evaluated strategies with ``score``/``top1_after`` and ``status``),
     ``pending`` (strategies issued to trials still running: never proposed again, not scored),
     ``dataset_info``, ``revision_number`` and optionally ``batch_size``.
+
+    ``execute`` output includes ``llm_tokens``: the LLM tokens of this batch by strategy key
+    (see :func:`llm_token_shares`), empty when no strategy came from the LLM; the searcher puts
+    them in the rows' ``llm_prompt_tokens`` / ``llm_completion_tokens`` (see
+    :func:`llm_token_columns`).
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None, *, agent_name: str | None = None) -> None:
@@ -73,6 +113,7 @@ class MasterAgent(BaseAgent):
             kinds = profile.kinds
             strategies, source, llm_info = self._propose(profile, kinds, base, history, batch_size, iteration,
                                                          input_data, pending)
+        tokens = llm_info.pop("tokens", {})
         best = max((o.score for o in history if o.score is not None), default=None)
         cont, reason = self._should_continue(iteration, best, history)
         return self.result(
@@ -90,6 +131,7 @@ class MasterAgent(BaseAgent):
             },
             source=source,
             llm=llm_info,
+            llm_tokens=tokens,
             revision_number=iteration,
         )
 
@@ -132,7 +174,9 @@ class MasterAgent(BaseAgent):
         info = {
             "used": True, "outcome": outcome.outcome, "reasoning": outcome.reasoning, "error": outcome.error,
             "rejected": [list(r) if isinstance(r, tuple) else r for r in outcome.rejected],
+            "elapsed_s": round(outcome.elapsed_s, 3),
             "calls": [_record_dict(r) for r in outcome.records],
+            "tokens": llm_token_shares(outcome.records, outcome.strategies),
         }
         if outcome.outcome == "fallback":
             self.logger.warning("LLM proposal failed (%s); using the built-in policy for this batch", outcome.error)
