@@ -108,9 +108,8 @@ def _pickle_trap(tmp_path: Path) -> tuple[Path, Path]:
     return trap, marker
 
 
-@pytest.mark.parametrize("attack", [
-    "checkpoint", "pretrained", "pretrained_cfg_overlay", "checkpoint_path", "hf_hub_base_model", "local_dir_base_model",
-])
+@pytest.mark.parametrize("attack", ["checkpoint", "pretrained", "pretrained_cfg_overlay", "checkpoint_path",
+                                    "hf_hub_base_model", "local_dir_base_model"])
 def test_model_kwargs_that_load_files_are_refused_and_nothing_is_unpickled(attack, cnn, tmp_path):
     _, pruned = cnn
     folder = _save(pruned, tmp_path / "best_model", "compact_cnn")
@@ -126,7 +125,8 @@ def test_model_kwargs_that_load_files_are_refused_and_nothing_is_unpickled(attac
     }
     change, named = edits[attack]
     _edit(folder, change)
-    with pytest.raises(CheckpointError, match=rf"{named}: (not an allowed model keyword argument|String should match pattern)") as error:
+    refusal = rf"{named}: (not an allowed model keyword argument|String should match pattern)"
+    with pytest.raises(CheckpointError, match=refusal) as error:
         load_pruned_model(folder)
     assert str(folder / "model.json") in str(error.value)
     assert not marker.exists()
@@ -201,7 +201,8 @@ def test_class_name_must_match_the_rebuilt_module(cnn, tmp_path):
     (_set("blocks.0.attn", "head_dim", 4),
      r"module 'blocks.0.attn' attributes num_heads \* head_dim = 3 \* 4 = 12; expected attn_dim = \d+"),
     (_set("blocks.1.attn", "scale", 1.0), r"module 'blocks.1.attn' attribute 'scale' is 1.0; expected 0.17"),
-    (_set("blocks.0.attn", "num_heads", 300), r"module 'blocks.0.attn' attribute 'num_heads' is 300; expected at most 3"),
+    (_set("blocks.0.attn", "num_heads", 300),
+     r"module 'blocks.0.attn' attribute 'num_heads' is 300; expected at most 3"),
     (_set("blocks.0.norm1", "normalized_shape", [96, 2]),
      r"module 'blocks.0.norm1' attribute 'normalized_shape' is \[96, 2\]; expected a list of 1"),
     (_set("", "num_prefix_tokens", 0), r"module '' attribute 'num_prefix_tokens' is 0; expected 1"),
@@ -241,7 +242,17 @@ def test_depthwise_groups_may_shrink_but_must_fit_the_weights(convnext, tmp_path
     _edit(folder, _set("stages.1.blocks.0.conv_dw", "groups", 1))
     with pytest.raises(CheckpointError,
                        match=rf"module 'stages.1.blocks.0.conv_dw' attribute 'in_channels' is {conv.in_channels}; "
-                             rf"expected 1 \(dimension 1 of tensor 'stages.1.blocks.0.conv_dw.weight' times groups 1"):
+                             rf"expected 1 \(dimension 1 of tensor 'stages.1.blocks.0.conv_dw.weight', "
+                             rf"shape \({conv.out_channels}, 1, 7, 7\)"):
+        load_pruned_model(folder)
+    half = conv.groups // 2
+    _edit(folder, _set("stages.1.blocks.0.conv_dw", "groups", half))  # divides the channels, not the weights
+    with pytest.raises(CheckpointError, match=rf"attribute 'in_channels' is {conv.in_channels}; expected {half} "
+                                              rf"\(dimension 1 of tensor '[\w.]+conv_dw.weight' times groups {half}"):
+        load_pruned_model(folder)
+    _edit(folder, _set("stages.1.blocks.0.conv_dw", "groups", 5))
+    with pytest.raises(CheckpointError, match=rf"attribute 'groups' is 5; expected a divisor of in_channels "
+                                              rf"{conv.in_channels} and out_channels {conv.out_channels}"):
         load_pruned_model(folder)
 
 

@@ -36,7 +36,8 @@ from pydantic import ValidationError as PydanticValidationError
 
 __all__ = [
     "FIXED_ATTRIBUTES", "ModelKwargs", "ModelRecipe", "PRUNED_DIMENSIONS", "SHAPE_ATTRIBUTES", "SavedModelDocument",
-    "check_against_dense", "check_against_weights", "describe_issues", "document_sha256", "recipe_issues",
+    "check_against_dense", "check_against_weights", "class_name", "describe_issues", "document_sha256",
+    "recipe_issues", "shape_attributes",
 ]
 
 # Dimensions that structural pruning shrinks; a saved value lies between 1 and the dense one.
@@ -216,18 +217,16 @@ def describe_issues(error: PydanticValidationError) -> list[str]:
     lines, unknown_kwargs = [], False
     for item in error.errors():
         location, forbidden = item["loc"], item["type"] == "extra_forbidden"
+        rule = "not an allowed key" if forbidden else item["msg"]
         if location[:1] == ("structure",) and len(location) >= 4 and location[2] == "attributes":
             where = f"module {location[1]!r} attribute {location[3]!r}"
-            rule = "not an allowed shape attribute" if forbidden else item["msg"]
+            rule = "not an allowed shape attribute" if forbidden else rule
         elif location[:1] == ("structure",) and len(location) >= 3:
             where = f"module {location[1]!r} {'.'.join(map(str, location[2:]))}"
-            rule = "not an allowed key" if forbidden else item["msg"]
         else:
             where = ".".join(map(str, location)) or "document"
-            unknown_kwargs |= forbidden and location[:1] == ("model_kwargs",)
-            rule = "not an allowed key" if forbidden else item["msg"]
             if forbidden and location[:1] == ("model_kwargs",):
-                rule = "not an allowed model keyword argument"
+                rule, unknown_kwargs = "not an allowed model keyword argument", True
         lines.append(f"{where}: {rule} (got {_short(item.get('input'))})")
     if unknown_kwargs:
         lines.append(f"allowed model keyword arguments: {', '.join(ModelKwargs.model_fields)}")
@@ -270,7 +269,10 @@ def check_against_weights(model: nn.Module, shapes: Mapping[str, tuple[int, ...]
     """Problems where a module's (restored) dimensions disagree with the tensors that use them."""
     issues = []
     for name, module in model.named_modules():
-        issues.extend(_module_issues(name, module, shapes, f"{name}." if name else ""))
+        agree = _Agreement(name, module, shapes)
+        issues.extend(_layer_issues(agree))
+        if isinstance(getattr(module, "qkv", None), nn.Linear) and hasattr(module, "num_heads"):
+            issues.extend(_timm_attention_issues(name, module))
     return issues
 
 
@@ -310,59 +312,79 @@ def _compare(module: str, attribute: str, value: Any, fresh: Any) -> list[str]:
     return []
 
 
-def _module_issues(name: str, module: nn.Module, shapes: Mapping[str, tuple[int, ...]], prefix: str) -> Iterator[str]:
-    def agree(attribute: str, tensor: str, dim: int, factor: int = 1, note: str = "") -> Iterator[str]:
-        shape = shapes.get(prefix + tensor)
-        value = getattr(module, attribute)
-        if shape is None or dim >= len(shape) or value == shape[dim] * factor:
-            return
-        yield (f"module {name!r} attribute {attribute!r} is {value}; expected {shape[dim] * factor} "
-               f"(dimension {dim} of tensor {prefix + tensor!r}{note}, shape {shape})")
+class _Agreement:
+    """Compares one module's attributes with dimensions of its tensors in the file."""
 
+    def __init__(self, name: str, module: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        self.name, self.module, self.shapes = name, module, shapes
+        self.prefix = f"{name}." if name else ""
+
+    def __call__(self, attribute: str, tensor: str, dim: int, groups: int = 1) -> Iterator[str]:
+        """An issue unless ``attribute == shape[dim] * groups`` of tensor ``tensor`` (absent: no issue)."""
+        key = self.prefix + tensor
+        shape, value = self.shapes.get(key), getattr(self.module, attribute)
+        if shape is None or dim >= len(shape) or value == shape[dim] * groups:
+            return
+        times = f" times groups {groups}" if groups != 1 else ""
+        yield (f"module {self.name!r} attribute {attribute!r} is {value}; expected {shape[dim] * groups} "
+               f"(dimension {dim} of tensor {key!r}{times}, shape {shape})")
+
+
+def _layer_issues(agree: _Agreement) -> Iterator[str]:
+    module, name = agree.module, agree.name
     if isinstance(module, nn.Linear):
         yield from agree("out_features", "weight", 0)
         yield from agree("in_features", "weight", 1)
         yield from agree("out_features", "bias", 0)
     elif isinstance(module, nn.modules.conv._ConvNd):
-        yield from _conv_issues(name, module, agree)
+        yield from _conv_issues(agree, module)
     elif isinstance(module, nn.modules.batchnorm._NormBase):
         for tensor in ("weight", "bias", "running_mean", "running_var"):
             yield from agree("num_features", tensor, 0)
     elif isinstance(module, nn.LayerNorm):
         for tensor in ("weight", "bias"):
-            shape = shapes.get(prefix + tensor)
+            shape = agree.shapes.get(agree.prefix + tensor)
             if shape is not None and tuple(module.normalized_shape) != shape:
-                yield (f"module {name!r} attribute 'normalized_shape' is {list(module.normalized_shape)}; expected "
-                       f"{list(shape)} (the shape of tensor {prefix + tensor!r})")
+                yield (f"module {name!r} attribute 'normalized_shape' is {list(module.normalized_shape)}; "
+                       f"expected {list(shape)} (the shape of tensor {agree.prefix + tensor!r})")
     elif isinstance(module, nn.GroupNorm):
         yield from agree("num_channels", "weight", 0)
         if module.num_groups < 1 or module.num_channels % module.num_groups:
-            yield f"module {name!r} attribute 'num_channels' is {module.num_channels}; expected a multiple of num_groups"
+            yield (f"module {name!r} attribute 'num_channels' is {module.num_channels}; "
+                   f"expected a multiple of num_groups {module.num_groups}")
     elif isinstance(module, nn.MultiheadAttention):
         yield from _heads_issues(name, module.num_heads, module.head_dim, "embed_dim", module.embed_dim)
         yield from agree("embed_dim", "in_proj_weight", 1)
-    if isinstance(getattr(module, "qkv", None), nn.Linear) and hasattr(module, "num_heads") and hasattr(module, "head_dim"):
-        attn_dim = getattr(module, "attn_dim", module.num_heads * module.head_dim)
-        yield from _heads_issues(name, module.num_heads, module.head_dim, "attn_dim", attn_dim)
-        if module.qkv.out_features != 3 * attn_dim:
-            yield (f"module {name!r} attribute 'attn_dim' is {attn_dim}; expected {module.qkv.out_features / 3:g} "
-                   f"(a third of {name}.qkv.out_features {module.qkv.out_features})")
-        proj = getattr(module, "proj", None)
-        if isinstance(proj, nn.Linear) and proj.in_features != attn_dim:
-            yield (f"module {name!r} attribute 'attn_dim' is {attn_dim}; expected {proj.in_features} "
-                   f"({name}.proj.in_features)")
 
 
-def _conv_issues(name: str, conv: nn.modules.conv._ConvNd, agree) -> Iterator[str]:
+def _conv_issues(agree: _Agreement, conv: nn.modules.conv._ConvNd) -> Iterator[str]:
+    # groups is checked here, not against the dense conv: a depthwise conv's groups shrink with its channels.
     groups = conv.groups
     if groups < 1 or conv.in_channels % groups or conv.out_channels % groups:
-        yield (f"module {name!r} attribute 'groups' is {groups}; expected a divisor of in_channels "
+        yield (f"module {agree.name!r} attribute 'groups' is {groups}; expected a divisor of in_channels "
                f"{conv.in_channels} and out_channels {conv.out_channels}")
         return
     outer, inner = ("in_channels", "out_channels") if conv.transposed else ("out_channels", "in_channels")
     yield from agree(outer, "weight", 0)
-    yield from agree(inner, "weight", 1, groups, f" times groups {groups}")
+    yield from agree(inner, "weight", 1, groups)
     yield from agree("out_channels", "bias", 0)
+
+
+def _timm_attention_issues(name: str, module: nn.Module) -> Iterator[str]:
+    """timm's Attention reshapes ``qkv`` output by num_heads and head_dim and feeds attn_dim to ``proj``."""
+    heads, head_dim = module.num_heads, getattr(module, "head_dim", None)
+    if head_dim is None:
+        return
+    attn_dim = getattr(module, "attn_dim", heads * head_dim)
+    yield from _heads_issues(name, heads, head_dim, "attn_dim", attn_dim)
+    qkv_out = module.qkv.out_features
+    if qkv_out != 3 * attn_dim:
+        yield (f"module {name!r} attribute 'attn_dim' is {attn_dim}; expected {qkv_out / 3:g} "
+               f"(a third of {name}.qkv.out_features {qkv_out})")
+    proj = getattr(module, "proj", None)
+    if isinstance(proj, nn.Linear) and proj.in_features != attn_dim:
+        yield (f"module {name!r} attribute 'attn_dim' is {attn_dim}; expected {proj.in_features} "
+               f"({name}.proj.in_features)")
 
 
 def _heads_issues(name: str, heads: int, head_dim: int, total_name: str, total: int) -> Iterator[str]:

@@ -155,9 +155,13 @@ def load_pruned_model(
     state = _read_weights(directory, document)
     shapes = {key: tuple(tensor.shape) for key, tensor in state.items()}
     model = _build(document, build_fn)
-    _refuse(directory, check_against_dense(model, document, shapes))
+    issues = check_against_dense(model, document, shapes)
+    if issues:
+        raise _refusal(directory, issues)
     _restore_structure(model, document)
-    _refuse(directory, check_against_weights(model, shapes))
+    issues = check_against_weights(model, shapes)
+    if issues:
+        raise _refusal(directory, issues, "does not agree with its weights")
     _reallocate(model, state)
     try:
         model.load_state_dict(state, strict=True)
@@ -281,27 +285,30 @@ def _read_document(directory: Path) -> SavedModelDocument:
     path = directory / STRUCTURE_FILE
     if not path.is_file():
         raise CheckpointError(f"No pruned model in {directory}: {STRUCTURE_FILE} not found")
-    size = path.stat().st_size
-    if size > MAX_DOCUMENT_BYTES:
-        raise CheckpointError(f"{path} is {size} bytes; a pruned-model description is at most {MAX_DOCUMENT_BYTES}")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_DOCUMENT_BYTES + 1)
+        if len(data) > MAX_DOCUMENT_BYTES:
+            raise CheckpointError(f"{path} is {path.stat().st_size} bytes; a pruned-model description is at most "
+                                  f"{MAX_DOCUMENT_BYTES}")
+        raw = json.loads(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
         raise CheckpointError(f"Could not read {path}: {err}") from err
-    version = raw.get("format_version") if isinstance(raw, dict) else None
+    raw_dict = raw if isinstance(raw, dict) else {}
+    version = raw_dict.get("format_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has format_version {version!r}; this version of multi_agent_pruning reads up to "
             f"{FORMAT_VERSION} (upgrade the package to load it)")
-    recorded = raw.get("document_sha256") if isinstance(raw, dict) else None
-    if recorded is not None and recorded != document_sha256(raw):
+    recorded, actual = raw_dict.get("document_sha256"), document_sha256(raw_dict)
+    if recorded is not None and recorded != actual:
         raise CheckpointError(
-            f"{path}: model.json was modified after it was saved (its SHA-256 {document_sha256(raw)[:12]}... does "
-            f"not match the recorded {str(recorded)[:12]}...); re-save the model instead of editing the file")
+            f"{path} was modified after it was saved (its SHA-256 {actual[:12]}... does not match the recorded "
+            f"document_sha256 {str(recorded)[:12]}...); re-save the model instead of editing the file")
     try:
         document = SavedModelDocument.model_validate(raw)
     except PydanticValidationError as err:
-        _refuse(directory, describe_issues(err), what="is not a valid pruned-model description")
+        raise _refusal(directory, describe_issues(err), "is not a valid pruned-model description") from None
     if document.format_version < 2:
         logger.warning("%s has format_version 1: no integrity record for model.json; loading it under the "
                        "strict schema (re-save it to add one)", path)
@@ -355,13 +362,10 @@ def _restore_structure(model: nn.Module, document: SavedModelDocument) -> None:
             setattr(modules[name], attribute, tuple(value) if isinstance(value, list) else value)
 
 
-def _refuse(directory: Path, issues: list[str], what: str = "was refused") -> None:
-    if not issues:
-        return
-    shown = issues[:_SHOWN_ISSUES]
+def _refusal(directory: Path, issues: list[str], what: str = "does not fit the rebuilt dense model") -> CheckpointError:
     more = f"\n  ... and {len(issues) - _SHOWN_ISSUES} more" if len(issues) > _SHOWN_ISSUES else ""
-    details = "\n".join(f"  - {issue}" for issue in shown)
-    raise CheckpointError(f"{directory / STRUCTURE_FILE} {what}:\n{details}{more}")
+    details = "\n".join(f"  - {issue}" for issue in issues[:_SHOWN_ISSUES])
+    return CheckpointError(f"{directory / STRUCTURE_FILE} {what}:\n{details}{more}")
 
 
 def _reallocate(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
