@@ -157,7 +157,7 @@ def _run_optuna(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str,
     tuner = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
                         name=f"{_safe(method)}-run{run}", storage=paths.tune,
                         callbacks=[RowRecorder(sink, ids, base.target_kind)])
-    fit_search(tuner)
+    fit_search(tuner, sink)
     if sink.error is not None:
         raise sink.error
     raise_if_interrupted()

@@ -118,7 +118,7 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
         if budget > 0:
             trainable = tune.with_parameters(run_tune_trial, context=context)
             fit_search(build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
-                                   name=f"{method}-run{context.run}", storage=paths.tune))
+                                   name=f"{method}-run{context.run}", storage=paths.tune), record)
     finally:
         # Free their processes now: a comparison runs one search per method and run, and the
         # Tune state may keep the handles (and so the actors, ~0.8 GB each) alive until exit.
@@ -175,11 +175,22 @@ def use_prestarted_workers() -> bool:
     return True
 
 
-def fit_search(tuner: tune.Tuner) -> tune.ResultGrid:
+def fit_search(tuner: tune.Tuner, sink: RowSink) -> tune.ResultGrid:
     """``tuner.fit()``, stopped cleanly by SIGINT/SIGTERM (:mod:`~multi_agent_pruning.orchestrator.interrupt`);
-    the caller raises ``SearchInterrupted`` after keeping what it needs."""
+    the caller raises ``SearchInterrupted`` after keeping what it needs.
+
+    Raises:
+        ResultStoreError: The rows could not be stored (a full disk): the search stopped, and
+            whatever Tune raised on the way out (it cannot read back the error files it could
+            not write either) is only the consequence.
+    """
     with searching():
-        grid = tuner.fit()
+        try:
+            grid = tuner.fit()
+        except Exception as err:
+            if sink.error is not None:
+                raise sink.error from err
+            raise
     if requested():
         logger.warning("search interrupted: the rows stored so far are kept; --resume continues it")
     return grid
