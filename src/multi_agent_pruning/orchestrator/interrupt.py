@@ -23,7 +23,7 @@ from ray import tune
 logger = logging.getLogger(__name__)
 
 __all__ = ["InterruptStopper", "SearchInterrupted", "handle_stop_signals", "raise_if_interrupted",
-           "requested", "searching"]
+           "reclaim_signals", "requested", "searching"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _state = {"signum": None, "searching": 0, "depth": 0}
@@ -72,6 +72,7 @@ def searching() -> Iterator[None]:
     """Marks a Tune search: a first signal inside it stops the search instead of raising."""
     # Tune would install its own SIGINT handler over ours for the length of fit().
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    reclaim_signals()
     _state["searching"] += 1
     try:
         yield
@@ -87,6 +88,24 @@ def _handle(signum: int, frame) -> None:
                        "send it again to stop at once)", signal.Signals(signum).name)
         return
     raise SearchInterrupted(_state["signum"])
+
+
+def reclaim_signals() -> bool:
+    """Puts this module's handlers back while :func:`handle_stop_signals` is active.
+
+    ``ray.init`` installs a SIGTERM handler of its own in the driver (``sys.exit(signum)``, and
+    the core worker's C++ failure handler, which aborts the process: exit -6 instead of 143), so
+    :func:`~multi_agent_pruning.orchestrator.ray_runtime.init_ray` calls this after it, and every
+    search does when it starts. Returns True when the handlers were (re)installed.
+    """
+    if not _state["depth"] or threading.current_thread() is not threading.main_thread():
+        return False
+    for sig in _SIGNALS:
+        if signal.getsignal(sig) is not _handle:
+            logger.debug("%s handler replaced (by Ray?): installing the search's again", signal.Signals(sig).name)
+        # Always: the C-level handler may have been replaced behind Python's back.
+        signal.signal(sig, _handle)
+    return True
 
 
 @contextlib.contextmanager

@@ -64,6 +64,8 @@ def init_ray(cfg: ExperimentConfig, address: str | None = None) -> bool:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
 
+    from multi_agent_pruning.orchestrator.interrupt import reclaim_signals  # imports Ray Tune: not at module level
+
     if ray.is_initialized():
         return False
     target = resolve_address(cfg, address)
@@ -71,10 +73,12 @@ def init_ray(cfg: ExperimentConfig, address: str | None = None) -> bool:
     if target:
         logger.info("joining the Ray cluster at %s", target)
         ray.init(address=target, **quiet)
+        reclaim_signals()  # ray.init replaced the SIGTERM handler
         return False
     # When joining a cluster, Ray's own detection (RAY_AUTH_MODE, or an existing token) decides.
     local_auth(os.environ)
     ray.init(**local_init_kwargs(cfg), **quiet)
+    reclaim_signals()  # ray.init replaced the SIGTERM handler
     return True
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import ray
 from ray.tune.search import Searcher
 
+from multi_agent_pruning.agents.master import llm_token_columns
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 from multi_agent_pruning.search.ordered import IssueOrder
@@ -79,6 +80,9 @@ class MasterSearcher(Searcher):
         self.iterations_run = 0
         self.order = IssueOrder(reveal_lag) if reveal_lag is not None else None
         self.revealed_at_last_batch = -1
+        #: ``llm_*_tokens`` columns of the queued and running strategies the LLM proposed, by
+        #: the key of their approved form (see :meth:`_remember_tokens`).
+        self.tokens: dict[str, dict[str, int | None]] = {}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.finished or self.issued >= self.budget or getattr(self.record, "error", None) is not None:
@@ -113,6 +117,8 @@ class MasterSearcher(Searcher):
             row = TrialResult.failed(error="the trial's worker failed and its retries were exhausted",
                                      strategy=strategy, target_kind=self.base.target_kind,
                                      **self.identifiers, trial_id=trial_id, iteration=iteration)
+        if strategy is not None:
+            _set_tokens(row, self.tokens.pop(strategy.key(), None))
         self.record(row)
         seen = {"strategy_json": row.strategy_json, "top1_after": row.top1_after, "status": row.status}
         if ordered:
@@ -157,16 +163,37 @@ class MasterSearcher(Searcher):
                 return
             checked = ray.get(self.analysis.execute.remote({
                 "profile_results": self.profile, "strategies": proposal["strategies"], "target": self.target}))
+            shares = proposal.get("llm_tokens") or {}
             for index, item in enumerate(checked["rejected"]):
-                self._record_rejected(item, index)
+                self._record_rejected(item, index, llm_token_columns(shares, item["strategy"]) if shares else None)
             self.queue = [Strategy.from_dict(s) for s in checked["approved"]]
+            if shares:
+                self._remember_tokens(shares, proposal["strategies"], checked)
             self.iteration += 1
             self.iterations_run += 1
             if self.queue:
                 return
         self.finished, self.stop_reason = True, "the analysis agent rejected every proposal"
 
-    def _record_rejected(self, item: dict[str, Any], index: int) -> None:
+    def _remember_tokens(self, shares: dict, proposed: list[dict], checked: dict[str, Any]) -> None:
+        """Keeps the token columns of each approved strategy for its row.
+
+        The master keys its token shares by the proposed strategies; the analysis agent may
+        clamp one (``warn`` mode), which changes its key. It keeps the order and returns every
+        proposal either approved or rejected (unchanged), so the approved ones are the proposals
+        that are not among the rejected, in order.
+        """
+        rejected = [item["strategy"] for item in checked["rejected"]]
+        kept = [raw for raw in proposed if raw not in rejected]
+        if len(kept) != len(self.queue):  # not the partition described: match by key alone
+            kept = list(self.queue)
+        for raw, approved in zip(kept, self.queue):
+            columns = llm_token_columns(shares, raw)
+            if any(value is not None for value in columns.values()):
+                self.tokens[approved.key()] = columns
+
+    def _record_rejected(self, item: dict[str, Any], index: int,
+                         tokens: dict[str, int | None] | None = None) -> None:
         strategy = item["strategy"]
         try:
             columns = strategy_columns(strategy)
@@ -177,6 +204,7 @@ class MasterSearcher(Searcher):
                                  **{**self.identifiers, "trial_id": f"rejected-{self.iteration}-{index}",
                                     "iteration": self.iteration},
                                  **{k: v for k, v in columns.items() if k != "target_kind"})
+        _set_tokens(row, tokens)
         self.record(row)
         self.history.append({"strategy_json": row.strategy_json, "top1_after": None, "status": "rejected"})
 
@@ -192,3 +220,10 @@ class MasterSearcher(Searcher):
         self.iteration, self.issued = state["iteration"], state["issued"]
         self.queue = [Strategy.from_json(s) for s in state["queue"]]
 
+
+
+def _set_tokens(row: TrialResult, columns: dict[str, int | None] | None) -> None:
+    """Fills the row's ``llm_*_tokens`` columns (what the LLM spent on its strategy)."""
+    for name, value in (columns or {}).items():
+        if getattr(row, name, None) is None:
+            setattr(row, name, value)
