@@ -91,9 +91,6 @@ def _configure_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if verbosity == 0:
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-        # Each failed trial is one progress line and one row (its error column); Tune would add a
-        # traceback per attempt on top. -v shows them.
-        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
