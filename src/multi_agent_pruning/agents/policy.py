@@ -15,7 +15,7 @@ The policy is a small evolutionary search with a sensitivity-informed prior:
    distil from the dense model (``kd_weight`` 0.5), which helps a short recovery. On models with
    attention (ViT/DeiT) the templates with global isomorphic ranking come first: the Taylor one,
    the Isomorphic Pruning recipe for DeiT, then LAMP, Hessian and L2 (lower rates first), then
-   the others. In all 18 ViT searches of BENCHMARKS.md runs 6-8, 10 and 12 the recipe scored
+   the others. In all 18 ViT searches of benchmarks/history/search_quality.md runs 6-8, 10 and 12 the recipe scored
    0.71-0.78 while the L1 templates ahead of it scored 0.28-0.63, and in run 14 (digits-vit, a
    better trained dense model) the per-layer L1 and L2 templates scored 0.23-0.54 against
    0.77-0.91 for global isomorphic ones. On CNNs the recipe comes fifth, after
@@ -35,7 +35,7 @@ The policy is a small evolutionary search with a sensitivity-informed prior:
    keep losing on this model are drawn less.
 3. **The learning rate is line-searched**, not only jittered: the short recovery after an
    aggressive prune is the one hyperparameter with a large, smooth (unimodal in log lr) effect, and
-   its best value depends on the model and data (2-6x the configured rate in BENCHMARKS.md). A
+   its best value depends on the model and data (2-6x the configured rate in benchmarks/history/search_quality.md). A
    child that changes the rate looks at the parent's evaluated *siblings* (the same strategy with
    other rates): with none it takes a log-normal step; with one it steps on past the better of the
    two, away from the worse; with three or more rates it fits a parabola to score against log lr and
@@ -62,7 +62,7 @@ __all__ = ["BuiltinPolicy", "Observation", "gene_success", "sensitivity_multipli
 _MULT_RANGE = (0.25, 2.5)
 # The first batch's templates: (criterion, global ranking, isomorphic, multipliers, recovery learning
 # rate relative to the configured one, distillation weight, round_to). Measured on digits
-# (BENCHMARKS.md, search quality runs 1-4): a fixed rate lost to Optuna-tuned baselines, the tuned
+# (benchmarks/history/search_quality.md, runs 1-4): a fixed rate lost to Optuna-tuned baselines, the tuned
 # ones won with 3-8x the configured rate, L1 magnitude ranking (global or per layer) and
 # distillation; so those come first, then per-layer L2 and Taylor, then global/isomorphic Taylor
 # (the Isomorphic Pruning recipe; first on models with attention, see the module docstring).

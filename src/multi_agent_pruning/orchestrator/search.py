@@ -158,7 +158,8 @@ def use_prestarted_workers() -> bool:
     Tune gives every trial actor ``runtime_env={"env_vars": {"PL_DISABLE_FORK": "1"}}`` (a
     PyTorch Lightning workaround, ``ray/tune/execution/class_cache.py``). An actor whose
     runtime_env differs from the job's cannot use the workers Ray prestarts at ``ray.init``: each
-    trial slot then starts a new Python process first (about 1-2 s here, BENCHMARKS.md). This
+    trial slot then starts a new Python process first (about 1-2 s here,
+    benchmarks/history/orchestration_overhead.md). This
     project does not use Lightning, so the default is dropped; the variables Tune propagates from
     the driver (AWS credentials, Ray Train flags) are still propagated when they are set. Returns
     True when Tune's default was there to drop (False on a Ray without it: nothing to do).

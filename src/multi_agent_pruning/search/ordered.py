@@ -12,7 +12,8 @@ default) makes the information each proposal sees a function of the issue order 
   strategy again);
 * if one of those first ``n - lag`` trials still runs, the free slot waits for it.
 
-The cost is that wait: only when trials finish out of issue order (BENCHMARKS.md measures it).
+The cost is that wait: only when trials finish out of issue order
+(benchmarks/history/search_quality.md, run 15, measures it).
 Rows are still stored the moment a trial finishes; only what the searcher learns is ordered.
 """
 
