@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import threading
 import time
 import weakref
@@ -51,6 +50,7 @@ from multi_agent_pruning.agents.llm_schema import (
 )
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, LLMError
+from multi_agent_pruning.utils.atomic import atomic_write
 
 __all__ = [
     "LLMSettings",
@@ -444,11 +444,7 @@ class LLMClient:
         entry = {"model": self.settings.model, "temperature": self.settings.temperature,
                  "messages": prompt, **data}
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False,
-                                             encoding="utf-8") as handle:
-                json.dump(entry, handle)
-            os.replace(handle.name, folder / f"{key}.json")
+            atomic_write(folder / f"{key}.json", json.dumps(entry))
         except OSError as err:
             logger.warning("could not write the LLM cache entry in %s: %s", folder, err)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from multi_agent_pruning.agents.analysis import DEFAULT_LIMITS, kind_limit
 from multi_agent_pruning.agents.base import BaseAgent
 from multi_agent_pruning.core.analysis import default_example_inputs
 from multi_agent_pruning.core.profile import Profile, profile_cache_key, profile_model
+from multi_agent_pruning.utils.atomic import atomic_write
 
 __all__ = ["ProfilingAgent"]
 
@@ -89,11 +88,7 @@ class ProfilingAgent(BaseAgent):
         path = self._path(key)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(profile.to_dict(), handle)
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(profile.to_dict()))
 
 
 def _insights(profile: Profile) -> dict[str, Any]:

@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import platform
-import tempfile
 from collections.abc import Callable, Mapping
 from importlib import metadata as _metadata
 from pathlib import Path
@@ -51,6 +50,7 @@ from multi_agent_pruning.core.saved_model_schema import (
     shape_attributes,
 )
 from multi_agent_pruning.exceptions import CheckpointError, ConfigIssue, ConfigurationError
+from multi_agent_pruning.utils.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -109,13 +109,13 @@ def save_pruned_model(
     state = _plain_state_dict(model)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        _atomic_write(directory / WEIGHTS_FILE, lambda path: _save_safetensors(state, path))
+        atomic_write(directory / WEIGHTS_FILE, lambda path: _save_safetensors(state, path))
         document["weights"] = {"file": WEIGHTS_FILE, "sha256": _sha256(directory / WEIGHTS_FILE),
                                "tensors": len(state)}
         document = json.loads(json.dumps(document))  # hash exactly what a reader will parse
         document["document_sha256"] = document_sha256(document)
         text = json.dumps(document, indent=1, sort_keys=True)
-        _atomic_write(directory / STRUCTURE_FILE, lambda path: Path(path).write_text(text, encoding="utf-8"))
+        atomic_write(directory / STRUCTURE_FILE, text)
     except OSError as err:
         raise CheckpointError(f"Could not write the pruned model to {directory}: {err}") from err
     logger.info("saved pruned %s (%d tensors) to %s", base_model, len(state), directory)
@@ -223,17 +223,6 @@ def _save_safetensors(state: dict[str, torch.Tensor], path: str) -> None:
     from safetensors.torch import save_file
 
     save_file(state, path, metadata={"format": "pt"})
-
-
-def _atomic_write(target: Path, write: Callable[[str], None]) -> None:
-    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _sha256(path: Path) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from multi_agent_pruning.exceptions import CheckpointError
+from multi_agent_pruning.utils.atomic import atomic_write
 
 __all__ = ["classifier_names", "load_checkpoint", "read_state_dict", "save_checkpoint"]
 
@@ -161,13 +161,12 @@ def load_checkpoint(
 
 
 def save_checkpoint(model: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> Path:
-    """Writes a state dict atomically (temp file then ``os.replace``); ``.safetensors`` by suffix."""
+    """Writes a state dict atomically (:func:`~multi_agent_pruning.utils.atomic.atomic_write`);
+    ``.safetensors`` by suffix."""
     path = Path(path)
     state = model.state_dict() if isinstance(model, nn.Module) else dict(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+
+    def write(temp: str) -> None:
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
@@ -175,8 +174,5 @@ def save_checkpoint(model: nn.Module | Mapping[str, torch.Tensor], path: str | o
             save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, temp)
         else:
             torch.save(state, temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, write)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import torch.nn.functional as F
 from multi_agent_pruning.config import ExperimentConfig
 from multi_agent_pruning.data import DatasetBundle, create_loaders, load_dataset
 from multi_agent_pruning.models import create_model, get_model_spec
+from multi_agent_pruning.utils.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +84,5 @@ def _trained(model: nn.Module, cfg: ExperimentConfig, bundle: DatasetBundle, kwa
             if step >= cfg.model.train_steps:
                 break
     model.eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda temp: save_file({k: v.contiguous() for k, v in model.state_dict().items()}, temp))
     return model

@@ -2,6 +2,11 @@
 
 A reader sees the old file or the new one, never a part of either, and on any error (a full disk,
 an interrupt, a serialiser that raises) the temp file is removed and the target is untouched.
+
+Every single-file write of the package goes through :func:`atomic_write` (JSON records, caches,
+checkpoints, saved models, reports). The one other writer is the result store's commit
+(``results/_files.py``): several Parquet files that land all or none, each fsynced before any is
+renamed, which one-file writes cannot express.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from multi_agent_pruning.exceptions import ConfigurationError, ResultStoreError
 from multi_agent_pruning.results import RESULT_SCHEMA, ResultStore
+from multi_agent_pruning.utils.atomic import atomic_write
 from multi_agent_pruning.validation.paper_targets import PAPER_TARGETS, PaperTarget, get_paper_target
 from multi_agent_pruning.validation.prerequisites import missing_prerequisites
 from multi_agent_pruning.validation.reproduction import compare_with_papers
@@ -178,7 +179,7 @@ class PaperReproductionValidator:
         html = render_report_html(table, title="Paper reproduction", source=", ".join(str(r) for r in roots),
                                   regenerate=regenerate, seed=self.seed, n_resamples=self.n_resamples)
         report = self.output_dir / "report.html"
-        _write_text(report, html)
+        atomic_write(report, html)
         return [report, self.output_dir / "analysis.json"]
 
 
@@ -232,10 +233,4 @@ def _finite(value: Any) -> Any:
 
 def _write_json(path: Path, data: Any) -> None:
     text = json.dumps(_finite(data), indent=2, sort_keys=True, default=str, allow_nan=False)
-    _write_text(path, text + "\n")
-
-
-def _write_text(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
+    atomic_write(path, text + "\n")
