@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     from multi_agent_pruning.config import load_config
     from multi_agent_pruning.core.profile import profile_model
     from multi_agent_pruning.data import create_calibration_loader
-    from multi_agent_pruning.orchestrator.experiment import base_strategy, build_context
+    from multi_agent_pruning.orchestrator.prepare import base_strategy, build_context
     from multi_agent_pruning.search.trial import evaluate_strategy
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2)))

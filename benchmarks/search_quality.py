@@ -143,7 +143,7 @@ def reuse_methods(earlier: Path, here: Path, reused: list[str], methods: list[st
     returns the comparison of all ``methods`` (the reused ones keep their wall time). It replaces
     this output's ``comparison.json``, so a later ``--reuse`` of it finds every method."""
     from multi_agent_pruning.orchestrator.compare import summarise_comparison
-    from multi_agent_pruning.orchestrator.experiment import write_json_atomic
+    from multi_agent_pruning.utils.atomic import atomic_write_json
     from multi_agent_pruning.results import ResultStore
 
     store, old = ResultStore(here / "results"), ResultStore(earlier / "results")
@@ -155,7 +155,7 @@ def reuse_methods(earlier: Path, here: Path, reused: list[str], methods: list[st
     before = json.loads((earlier / "comparison.json").read_text())
     walls = {m: (comparison.get(m) or before.get(m, {})).get("wall_time_s") for m in methods}
     comparison = summarise_comparison(store, rows[0].experiment, methods, walls)
-    write_json_atomic(here / "comparison.json", comparison)
+    atomic_write_json(here / "comparison.json", comparison)
     return comparison
 
 

@@ -9,26 +9,17 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from multi_agent_pruning import cli_commands
+from multi_agent_pruning.cli_registry import COMMANDS, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, command
 from multi_agent_pruning.exceptions import (
     CheckpointError,
     ConfigurationError,
     MultiAgentPruningError,
 )
 
-__all__ = ["main", "build_parser"]
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-
-def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
-    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        _COMMANDS[name] = fn
-        return fn
-
-    return register
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "build_parser", "main"]
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -51,8 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate-config", help="load and validate a config file; print a summary")
     validate.add_argument("file")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-
-    from multi_agent_pruning import cli_commands
 
     cli_commands.add_subcommands(sub, _add_config_arguments)
     return parser
@@ -98,10 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    from multi_agent_pruning import cli_commands  # noqa: F401  (registers the run commands)
-
     try:
-        return _COMMANDS[args.command](args)
+        return COMMANDS[args.command](args)
     except (ConfigurationError, CheckpointError) as err:
         print(f"mapruner {args.command}: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -121,8 +108,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover  (python -m multi_agent_pruning.cli)
-    # Run the imported module's main: the commands register on ``multi_agent_pruning.cli``, not
-    # on this ``__main__`` copy of it.
-    from multi_agent_pruning.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -1,12 +1,13 @@
-"""Run subcommands of ``mapruner`` (profile, prune, compare, report), kept apart from the
-parser so that ``mapruner --help`` stays fast. Each maps to one library function."""
+"""Run subcommands of ``mapruner`` (profile, prune, compare, report). Each maps to one library
+function, imported when the command runs: the orchestrator pulls in Ray, torch and Ray Tune
+(seconds), which ``mapruner --help``, ``models`` and ``validate-config`` do not need."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 
-from multi_agent_pruning.cli import EXIT_OK, command
+from multi_agent_pruning.cli_registry import EXIT_FAILED, EXIT_OK, command
 
 __all__ = ["add_subcommands"]
 
@@ -69,7 +70,7 @@ def _load(args: argparse.Namespace, extra: list[str]):
 
 def _run_overrides(args: argparse.Namespace) -> list[str]:
     from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError
-    from multi_agent_pruning.orchestrator.pruner import target_overrides
+    from multi_agent_pruning.orchestrator.targets import target_overrides
 
     extra = target_overrides(target_ratio=args.target_ratio, target_macs=args.target_macs)
     for flag, key in (("model", "model.name"), ("dataset", "dataset.name")):
@@ -88,7 +89,6 @@ def _run_overrides(args: argparse.Namespace) -> list[str]:
 def _prune(args: argparse.Namespace) -> int:
     import json
 
-    from multi_agent_pruning.cli import EXIT_FAILED
     from multi_agent_pruning.orchestrator.experiment import run_experiment
 
     cfg = _load(args, _run_overrides(args))

@@ -13,7 +13,7 @@ import textwrap
 SCRIPT = textwrap.dedent("""
     import os, signal, sys, time
     from multi_agent_pruning.config import load_config_dict
-    from multi_agent_pruning.orchestrator import interrupt
+    from multi_agent_pruning.search import interrupt
     from multi_agent_pruning.orchestrator.ray_runtime import init_ray
 
     cfg = load_config_dict({"hardware": {"device": "cpu", "num_cpus": 1},

@@ -23,7 +23,7 @@ from multi_agent_pruning.exceptions import (
     UnknownNameError,
 )
 from multi_agent_pruning.models import create_model
-from multi_agent_pruning.orchestrator.experiment import write_json_atomic
+from multi_agent_pruning.utils.atomic import atomic_write_json
 from multi_agent_pruning.results import ResultStore, TrialResult
 
 QUICKSTART = "configs/quickstart.yaml"
@@ -135,7 +135,7 @@ def test_cli_missing_environment_variable_names_it_and_the_key(write_yaml, tmp_p
 # -- CLI: output directories that hold something else ------------------------------------------
 
 def _other_experiment(out: Path) -> None:
-    write_json_atomic(out / "experiment.json", {"experiment": "someone-else", "status": "finished"})
+    atomic_write_json(out / "experiment.json", {"experiment": "someone-else", "status": "finished"})
     (out / "summary.json").write_text('{"final_accuracy": 0.9}')
 
 

@@ -8,13 +8,11 @@ import json
 import logging
 
 from multi_agent_pruning.config import config_to_dict, load_config
-from multi_agent_pruning.orchestrator.experiment import (
-    base_strategy,
-    run_experiment,
-    write_json_atomic,
-)
+from multi_agent_pruning.orchestrator.experiment import run_experiment
+from multi_agent_pruning.orchestrator.prepare import base_strategy
 from multi_agent_pruning.results import ResultStore, TrialResult
 from multi_agent_pruning.results.trial import strategy_columns
+from multi_agent_pruning.utils.atomic import atomic_write_json
 
 FAST = ["search.trials=3", "search.max_iterations=3", "search.batch_size=2", "search.convergence_threshold=0",
         "search.policy=builtin", "finetune.steps=5", "model.train_steps=40", "evaluation.latency=false",
@@ -23,7 +21,7 @@ FAST = ["search.trials=3", "search.max_iterations=3", "search.batch_size=2", "se
 
 def _interrupted_experiment(cfg, out):
     """An experiment killed after three trials, each stored in its own Parquet file."""
-    write_json_atomic(out / "experiment.json", {"experiment": cfg.experiment.name, "status": "running",
+    atomic_write_json(out / "experiment.json", {"experiment": cfg.experiment.name, "status": "running",
                                                 "config": config_to_dict(cfg), "method": "multi_agent"})
     store = ResultStore(out / "results")
     files = []

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from multi_agent_pruning.cli import main
-from multi_agent_pruning.orchestrator.experiment import write_json_atomic
+from multi_agent_pruning.utils.atomic import atomic_write_json
 from multi_agent_pruning.orchestrator.search import usable_history
 from multi_agent_pruning.results import ResultStore, TrialResult
 from multi_agent_pruning.results.schema import RESULT_SCHEMA
@@ -61,7 +61,7 @@ def _finished_run(out: Path, target: float = 0.5) -> None:
     from multi_agent_pruning.config import config_to_dict, load_config
 
     cfg = load_config(QUICKSTART, overrides=[f"target.reduction={target}"])
-    write_json_atomic(out / "experiment.json", {"experiment": cfg.experiment.name, "status": "finished",
+    atomic_write_json(out / "experiment.json", {"experiment": cfg.experiment.name, "status": "finished",
                                                 "config": config_to_dict(cfg), "method": "multi_agent"})
     ResultStore(out / "results").append(TrialResult.failed(
         error="x", experiment=cfg.experiment.name, run=0, method="multi_agent", model="compact_cnn",

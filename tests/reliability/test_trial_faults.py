@@ -12,7 +12,7 @@ import json
 import pytest
 
 from multi_agent_pruning.config import load_config
-from multi_agent_pruning.orchestrator.experiment import base_strategy, build_context
+from multi_agent_pruning.orchestrator.prepare import base_strategy, build_context
 from multi_agent_pruning.results import ResultStore
 from multi_agent_pruning.search.trial import FAULT_ENV, evaluate_strategy
 

@@ -6,7 +6,7 @@ import pytest
 
 from multi_agent_pruning.config import load_config
 from multi_agent_pruning.core.strategy import Strategy
-from multi_agent_pruning.orchestrator.experiment import base_strategy, build_context
+from multi_agent_pruning.orchestrator.prepare import base_strategy, build_context
 from multi_agent_pruning.results import ResultStore
 
 

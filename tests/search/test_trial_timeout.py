@@ -21,7 +21,7 @@ from multi_agent_pruning.core.engine import apply_strategy
 from multi_agent_pruning.core.evaluation import Deadline, evaluate
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.exceptions import MultiAgentPruningError, PruningError, TrialTimeoutError
-from multi_agent_pruning.orchestrator.experiment import base_strategy, build_context
+from multi_agent_pruning.orchestrator.prepare import base_strategy, build_context
 from multi_agent_pruning.search.trial import FAULT_ENV, evaluate_strategy
 from multi_agent_pruning.search.tune_trial import evaluate_with_backstop, run_tune_trial
 from multi_agent_pruning.testing.tiny import TinyResNet
@@ -189,7 +189,7 @@ def test_timed_out_trial_is_one_failed_row_and_the_search_goes_on(context, local
 def test_deadline_reaches_the_data_parallel_workers(local_ray):
     from multi_agent_pruning.core.training import FineTuneConfig
     from multi_agent_pruning.data import load_dataset
-    from multi_agent_pruning.search.distributed import DistributedSettings, distributed_fine_tune
+    from multi_agent_pruning.core.distributed import DistributedSettings, distributed_fine_tune
 
     deadline = Deadline(40.0, stage="fine-tune")  # Ray Train starts its 2 workers within it on 2 cores
     with pytest.raises(TrialTimeoutError, match="40 s .* in stage fine-tune") as caught:

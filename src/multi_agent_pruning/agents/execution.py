@@ -10,6 +10,7 @@ from typing import Any
 
 
 from multi_agent_pruning.agents.base import BaseAgent
+from multi_agent_pruning.core.distributed import DistributedSettings, distributed_fine_tune
 from multi_agent_pruning.core.engine import apply_strategy
 from multi_agent_pruning.core.evaluation import evaluate
 from multi_agent_pruning.core.strategy import Strategy
@@ -61,7 +62,7 @@ class FineTuningAgent(BaseAgent):
     :class:`~multi_agent_pruning.core.training.FineTuneConfig` field as an override).
 
     Input: ``model``, ``train_loader``, ``strategy``, optional ``teacher``, ``device`` and ``deadline``. With
-    config ``distributed`` (a :class:`~multi_agent_pruning.search.distributed.DistributedSettings`
+    config ``distributed`` (a :class:`~multi_agent_pruning.core.distributed.DistributedSettings`
     dict) it trains data-parallel with Ray Train instead, reading ``train_dataset`` and
     ``batch_size`` (per worker).
     Output: ``model`` and ``finetune`` (steps, losses, seconds).
@@ -86,8 +87,6 @@ class FineTuningAgent(BaseAgent):
         return self.result(model=input_data["model"], finetune=summary)
 
     def _distributed(self, input_data, config, teacher, settings) -> dict[str, Any]:
-        from multi_agent_pruning.search.distributed import DistributedSettings, distributed_fine_tune
-
         model = input_data["model"]
         with self.profiler.timer("finetune"):
             summary = distributed_fine_tune(model, input_data["train_dataset"], config, DistributedSettings(**settings),

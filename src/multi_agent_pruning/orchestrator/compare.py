@@ -8,6 +8,7 @@ hyperparameters tuned by Optuna TPE within the budget (budget 1: its default str
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import statistics
@@ -16,17 +17,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from multi_agent_pruning.config import ExperimentConfig, config_to_dict
-from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError
-from multi_agent_pruning.orchestrator.experiment import (
-    ExperimentPaths,
-    base_strategy,
-    build_context,
-    print_progress,
-    write_json_atomic,
-)
-from multi_agent_pruning.orchestrator.interrupt import SearchInterrupted, handle_stop_signals, raise_if_interrupted
+import torch
+from ray import tune
+
+from multi_agent_pruning.agents.policy import BuiltinPolicy
+from multi_agent_pruning.baselines import list_methods
+from multi_agent_pruning.config import ExperimentConfig, config_to_dict, load_config, load_config_dict
+from multi_agent_pruning.core.profile import profile_model
+from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, UnknownNameError
+from multi_agent_pruning.orchestrator.experiment import write_run_report
+from multi_agent_pruning.orchestrator.prepare import ExperimentPaths, base_strategy, build_context, print_progress
+from multi_agent_pruning.orchestrator.ray_runtime import init_ray
+from multi_agent_pruning.orchestrator.search import build_tuner, concurrency, fit_search, profile_with_actor, run_search
+from multi_agent_pruning.orchestrator.targets import target_overrides
 from multi_agent_pruning.results import ResultStore
+from multi_agent_pruning.search.interrupt import SearchInterrupted, handle_stop_signals, raise_if_interrupted
+from multi_agent_pruning.search.optuna_search import build_optuna_searcher, method_for, run_params_trial
+from multi_agent_pruning.search.ordered import InOrderSearcher
+from multi_agent_pruning.search.rows import RowRecorder, RowSink
+from multi_agent_pruning.search.trial import evaluate_strategy
+from multi_agent_pruning.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +46,6 @@ DEFAULT_METHODS = ("multi_agent", "magnitude_l1", "magnitude_l2", "taylor", "iso
 
 
 def _check_methods(methods: Sequence[str]) -> None:
-    from multi_agent_pruning.baselines import list_methods
-    from multi_agent_pruning.exceptions import UnknownNameError
-
     known = ["multi_agent", "optuna_tpe", "optuna_nsga2", *list_methods()]
     for name in methods:
         base = name.split(":", 1)[1] if name.startswith("optuna_") and ":" in name else name
@@ -65,8 +72,6 @@ def compare_methods(cfg: ExperimentConfig, methods: Sequence[str] | None = None,
 def _compare(cfg: ExperimentConfig, methods: Sequence[str] | None, num_runs: int | None,
              trials_per_method: int | None, output_dir: str | Path | None, address: str | None,
              progress: bool) -> dict[str, Any]:
-    from multi_agent_pruning.orchestrator.ray_runtime import init_ray
-
     methods = list(cfg.baselines.methods if methods is None else methods)
     if not methods:
         raise ConfigurationError("Invalid methods:", [ConfigIssue("methods", "must name at least one method", methods)])
@@ -79,7 +84,7 @@ def _compare(cfg: ExperimentConfig, methods: Sequence[str] | None, num_runs: int
     if paths.state.exists():
         raise ConfigurationError(f"output directory {paths.root} already holds an experiment; choose another")
     contexts = {run: build_context(cfg, method="", run=run, seed=cfg.experiment.seed + run) for run in range(num_runs)}
-    write_json_atomic(paths.state, {"experiment": cfg.experiment.name, "status": "running", "kind": "comparison",
+    atomic_write_json(paths.state, {"experiment": cfg.experiment.name, "status": "running", "kind": "comparison",
                                     "methods": methods, "config": config_to_dict(cfg)})
     walls: dict[str, float] = {m: 0.0 for m in methods}
     try:
@@ -91,28 +96,22 @@ def _compare(cfg: ExperimentConfig, methods: Sequence[str] | None, num_runs: int
                 _run_method(cfg, paths, context, method, run, budget, progress)
                 walls[method] += time.perf_counter() - start
     except SearchInterrupted as stop:
-        write_json_atomic(paths.state, {"experiment": cfg.experiment.name, "status": "interrupted", "kind": "comparison",
+        atomic_write_json(paths.state, {"experiment": cfg.experiment.name, "status": "interrupted", "kind": "comparison",
                                         "methods": methods, "config": config_to_dict(cfg), "signal": stop.signum,
                                         "rows": ResultStore(paths.results).count(experiment=cfg.experiment.name)})
         raise
     comparison = summarise_comparison(ResultStore(paths.results), cfg.experiment.name, methods, walls)
-    from multi_agent_pruning.orchestrator.experiment import write_run_report
-
-    write_json_atomic(paths.root / "comparison.json", comparison)
+    atomic_write_json(paths.root / "comparison.json", comparison)
     write_run_report(paths, cfg.experiment.name)
-    write_json_atomic(paths.state, {"experiment": cfg.experiment.name, "status": "finished", "kind": "comparison",
+    atomic_write_json(paths.state, {"experiment": cfg.experiment.name, "status": "finished", "kind": "comparison",
                                     "methods": methods, "config": config_to_dict(cfg)})
     return comparison
 
 
 def _run_method(cfg: ExperimentConfig, paths: ExperimentPaths, context, method: str, run: int, budget: int,
                 progress: bool) -> None:
-    import dataclasses
-
     ctx = dataclasses.replace(context, method=method)
     if method == "multi_agent":
-        from multi_agent_pruning.orchestrator.search import run_search
-
         run_cfg = cfg.model_copy(update={"search": cfg.search.model_copy(update={"trials": budget})})
         run_search(run_cfg, paths, ctx, progress=progress, save_best=False)
         return
@@ -121,13 +120,6 @@ def _run_method(cfg: ExperimentConfig, paths: ExperimentPaths, context, method: 
 
 def _run_optuna(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str, run: int, budget: int,
                 progress: bool) -> None:
-    from ray import tune
-
-    from multi_agent_pruning.agents.policy import BuiltinPolicy
-    from multi_agent_pruning.orchestrator.search import build_tuner, concurrency, fit_search, profile_with_actor
-    from multi_agent_pruning.search.optuna_search import build_optuna_searcher, method_for, run_params_trial
-    from multi_agent_pruning.search.rows import RowRecorder, RowSink
-
     base = base_strategy(cfg)
     profile = profile_with_actor(cfg, ctx)
     kinds = list(profile["kinds"])
@@ -146,8 +138,6 @@ def _run_optuna(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str,
                                         study_name=f"{cfg.experiment.name}-{_safe(method)}-run{run}",
                                         first_strategies=first, sampler=sampler)
     if cfg.effective_search().reproducible:
-        from multi_agent_pruning.search.ordered import InOrderSearcher
-
         searcher = InOrderSearcher(searcher, lag=parallel - 1, budget=budget)
     store = ResultStore(paths.results)
     sink = RowSink(store, total=budget, progress=print_progress if progress else None)
@@ -208,19 +198,11 @@ def format_comparison(comparison: dict[str, Any]) -> str:
 def run_single_strategy(method, model_name: str, target_macs: float, dataset: str, *, config_path=None,
                         output_dir=None, overrides: list[str] | None = None) -> dict[str, Any]:
     """One baseline strategy through the shared trial function, stored as one row (no Ray needed)."""
-    from multi_agent_pruning.config import load_config, load_config_dict
-    from multi_agent_pruning.orchestrator.pruner import target_overrides
-    from multi_agent_pruning.search.trial import evaluate_strategy
-
     extra = [f"model.name={model_name}", f"dataset.name={dataset}", *target_overrides(target_macs=target_macs),
              *(overrides or [])]
     cfg = load_config(config_path, overrides=extra) if config_path else load_config_dict({}, overrides=extra)
     paths = ExperimentPaths(Path(output_dir) if output_dir else cfg.output_path() / method.name)
     context = build_context(cfg, method=method.name, run=0)
-    from multi_agent_pruning.core.profile import profile_model
-
-    import torch
-
     kinds = list(profile_model(context.model, torch.randn(*context.input_shape)).kinds)
     strategy = method.make_strategy(base_strategy(cfg), kinds)
     row = evaluate_strategy(strategy, context, trial_id=f"{method.name}-{int(time.time() * 1000)}", iteration=0)

@@ -7,16 +7,15 @@ import json
 
 from multi_agent_pruning.agents import ProfilingAgent
 from multi_agent_pruning.config import load_config, load_config_dict
+from multi_agent_pruning.data import take_calibration_batches
+from multi_agent_pruning.orchestrator.dense import load_experiment_data, prepare_dense_model
+from multi_agent_pruning.orchestrator.prepare import profiling_agent_config
 
 __all__ = ["profile_from_args"]
 
 
 def profile_from_args(args: argparse.Namespace) -> str:
     """``mapruner profile``: the model's groups, cost shares and sensitivity, as text or JSON."""
-    from multi_agent_pruning.data import take_calibration_batches
-    from multi_agent_pruning.orchestrator.dense import load_experiment_data, prepare_dense_model
-    from multi_agent_pruning.orchestrator.experiment import profiling_agent_config
-
     overrides = list(args.overrides)
     if args.model:
         overrides.append(f"model.name={args.model}")

@@ -2,59 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-from multi_agent_pruning.config import ExperimentConfig, load_config, load_config_dict
-from multi_agent_pruning.exceptions import ConfigurationError, ConfigIssue
+from multi_agent_pruning.config import ExperimentConfig, apply_overrides, load_config, load_config_dict
+from multi_agent_pruning.orchestrator.compare import compare_methods
+from multi_agent_pruning.orchestrator.experiment import run_experiment
+from multi_agent_pruning.orchestrator.targets import target_overrides
 
-__all__ = ["MultiAgentPruner", "target_overrides"]
-
-
-def target_overrides(*, target_ratio: Any = None, target_macs: Any = None, target_kind: str | None = None) -> list[str]:
-    """Config overrides for a target given as a reduction ratio or as MACs to keep.
-
-    ``target_ratio`` is the fraction of the dense model's ``target.kind`` (MACs unless told
-    otherwise) to remove, in (0, 1). ``target_macs`` is what to keep: a fraction of the dense
-    MACs in (0, 1) ("keep half") or an absolute count >= 1 ("2.3e9", "2.3G").
-    """
-    if target_ratio is not None and target_macs is not None:
-        raise ConfigurationError("give either a target ratio or a target MACs budget, not both")
-    overrides: list[str] = []
-    if target_ratio is not None:
-        value = _number("target_ratio", target_ratio)
-        if not 0 < value < 1:
-            raise ConfigurationError("Invalid target:", [ConfigIssue("target_ratio", "must be in (0, 1): the fraction removed", target_ratio)])
-        overrides += [f"target.reduction={value}", "target.budget=null"]
-        if target_kind:
-            overrides.append(f"target.kind={target_kind}")
-    if target_macs is not None:
-        value = _number("target_macs", target_macs)
-        if value <= 0:
-            raise ConfigurationError("Invalid target:", [ConfigIssue("target_macs", "must be > 0", target_macs)])
-        overrides += ["target.kind=macs"]
-        overrides += ([f"target.reduction={1 - value}", "target.budget=null"] if value < 1
-                      else [f"target.budget={value}", "target.reduction=null"])
-    return overrides
-
-
-_SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise ConfigurationError("Invalid target:", [ConfigIssue(name, "must be a number", value)])
-    if isinstance(value, str):
-        text = value.strip().lower().removesuffix("macs").strip()
-        scale = _SUFFIX.get(text[-1:], 1.0) if text else 1.0
-        try:
-            value = float(text[:-1] if scale != 1.0 else text) * scale
-        except ValueError:
-            raise ConfigurationError("Invalid target:", [ConfigIssue(name, "must be a number (e.g. 0.5, 2.3e9, 2.3G)", value)]) from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigurationError("Invalid target:", [ConfigIssue(name, "must be a finite number", value)])
-    return float(value)
+__all__ = ["MultiAgentPruner"]
 
 
 class MultiAgentPruner:
@@ -85,8 +41,6 @@ class MultiAgentPruner:
             overrides.append(f"dataset.name={dataset}")
         if not overrides:
             return self.config
-        from multi_agent_pruning.config import apply_overrides
-
         return apply_overrides(self.config, overrides)
 
     def prune_model(self, model_name: str | None, dataset: str | None, target_ratio: float | None = None, *,
@@ -104,8 +58,6 @@ class MultiAgentPruner:
             ``convergence_iterations``, ``total_time_minutes``, ``best_model_path``,
             ``results_path`` and more (the content of ``summary.json``).
         """
-        from multi_agent_pruning.orchestrator.experiment import run_experiment
-
         extra = target_overrides(target_ratio=target_ratio, target_macs=target_macs, target_kind=target_kind)
         if max_iterations is not None:
             extra.append(f"search.max_iterations={max_iterations}")
@@ -127,8 +79,6 @@ class MultiAgentPruner:
             ``{method: {best_accuracy, mean, std, best_per_run, trials_used, wall_time_s, ...}}``;
             all trials are in one result table with ``method`` and ``run`` columns.
         """
-        from multi_agent_pruning.orchestrator.compare import compare_methods
-
         extra = target_overrides(target_ratio=target_ratio, target_macs=target_macs, target_kind=target_kind)
         cfg = self._configure(model_name, dataset, extra)
         return compare_methods(cfg, methods, num_runs=num_runs, trials_per_method=trials_per_method,

@@ -64,7 +64,7 @@ def init_ray(cfg: ExperimentConfig, address: str | None = None) -> bool:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
 
-    from multi_agent_pruning.orchestrator.interrupt import reclaim_signals  # imports Ray Tune: not at module level
+    from multi_agent_pruning.search.interrupt import reclaim_signals  # imports Ray Tune: not at module level
 
     if ray.is_initialized():
         return False

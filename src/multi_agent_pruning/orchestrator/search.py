@@ -16,13 +16,13 @@ from multi_agent_pruning.actors import ProfilingActor, create_actors
 from multi_agent_pruning.config import ExperimentConfig
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.data import take_calibration_batches
-from multi_agent_pruning.orchestrator.experiment import (
+from multi_agent_pruning.orchestrator.prepare import (
     ExperimentPaths,
     base_strategy,
     print_progress,
     profiling_agent_config,
 )
-from multi_agent_pruning.orchestrator.interrupt import InterruptStopper, raise_if_interrupted, requested, searching
+from multi_agent_pruning.search.interrupt import InterruptStopper, raise_if_interrupted, requested, searching
 from multi_agent_pruning.results import ResultStore
 from multi_agent_pruning.search.rows import RowSink
 from multi_agent_pruning.search.searcher import MasterSearcher
@@ -177,7 +177,7 @@ def use_prestarted_workers() -> bool:
 
 
 def fit_search(tuner: tune.Tuner, sink: RowSink) -> tune.ResultGrid:
-    """``tuner.fit()``, stopped cleanly by SIGINT/SIGTERM (:mod:`~multi_agent_pruning.orchestrator.interrupt`);
+    """``tuner.fit()``, stopped cleanly by SIGINT/SIGTERM (:mod:`~multi_agent_pruning.search.interrupt`);
     the caller raises ``SearchInterrupted`` after keeping what it needs.
 
     Raises:

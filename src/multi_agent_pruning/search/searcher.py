@@ -29,6 +29,7 @@ from ray.tune.search import Searcher
 from multi_agent_pruning.agents.master import llm_token_columns
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.results.trial import TrialResult, strategy_columns
+from multi_agent_pruning.search.interrupt import requested
 from multi_agent_pruning.search.ordered import IssueOrder
 
 logger = logging.getLogger(__name__)
@@ -130,9 +131,7 @@ class MasterSearcher(Searcher):
     @staticmethod
     def interrupted() -> bool:
         """A stop signal arrived (the search is being stopped, not the trial failing)."""
-        from multi_agent_pruning.orchestrator.interrupt import requested  # the driver's signal state
-
-        return requested() is not None
+        return requested() is not None  # the driver's signal state
 
     def _reveal_in_issue_order(self) -> bool:
         """Moves the results the next batch may see into the history (issue order); False while

@@ -55,7 +55,7 @@ class TrialContext:
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: torch intra-op threads per trial (None: leave torch's default).
         model_kwargs: How the dense model was built (saved with pruned models).
-        distributed: :class:`~multi_agent_pruning.search.distributed.DistributedSettings` as a
+        distributed: :class:`~multi_agent_pruning.core.distributed.DistributedSettings` as a
             dict when fine-tuning runs data-parallel with Ray Train; None for one process.
         gpu_memory_limit: Bytes of GPU memory a trial may allocate (``hardware.gpu.memory_limit``).
         trial_timeout_s: Wall-clock limit of one trial in seconds (``search.trial_timeout_s``);

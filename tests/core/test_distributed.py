@@ -7,7 +7,7 @@ import torch
 
 from multi_agent_pruning.core.training import FineTuneConfig
 from multi_agent_pruning.data import load_dataset
-from multi_agent_pruning.search.distributed import DistributedSettings, distributed_fine_tune
+from multi_agent_pruning.core.distributed import DistributedSettings, distributed_fine_tune
 from multi_agent_pruning.testing.tiny import TinyResNet, accuracy
 
 

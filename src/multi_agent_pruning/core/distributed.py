@@ -17,13 +17,16 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn as nn
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
 
-if TYPE_CHECKING:
-    from multi_agent_pruning.core.evaluation import Deadline
+from multi_agent_pruning.core.evaluation import Deadline
+from multi_agent_pruning.core.training import FineTuneConfig, fine_tune
+from multi_agent_pruning.exceptions import PruningError, TrialTimeoutError
 
 __all__ = ["DistributedSettings", "distributed_fine_tune"]
 
@@ -70,11 +73,10 @@ def distributed_fine_tune(model: nn.Module, train_dataset: Any, config: Any, set
         TrialTimeoutError: ``deadline`` passed (before the launch, or a worker found it passed).
         PruningError: The run failed otherwise.
     """
-    import ray
+    import ray  # Ray Train: a heavy import, needed only on the data-parallel path
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from multi_agent_pruning.exceptions import PruningError
 
     if deadline is not None:
         deadline.check()
@@ -103,8 +105,6 @@ def distributed_fine_tune(model: nn.Module, train_dataset: Any, config: Any, set
         raise _timeout(deadline, result.error)
     if result.error is not None or result.checkpoint is None:
         raise PruningError(f"distributed fine-tuning failed: {result.error}")
-    from safetensors.torch import load_file
-
     with result.checkpoint.as_directory() as directory:
         state = load_file(os.path.join(directory, "model.safetensors"))
     model.load_state_dict(state)
@@ -112,16 +112,12 @@ def distributed_fine_tune(model: nn.Module, train_dataset: Any, config: Any, set
 
 
 def _timeout(deadline: Deadline, err: BaseException | None):
-    from multi_agent_pruning.exceptions import TrialTimeoutError
-
     return TrialTimeoutError(deadline.seconds, deadline.current, deadline.elapsed,
                              f"the data-parallel run stopped: {type(err).__name__}" if err is not None else "")
 
 
 def _worker_deadline(time_limit: tuple[float, float, str] | None):
     """The trial's deadline in this worker: the seconds left at launch, counted from now."""
-    from multi_agent_pruning.core.evaluation import Deadline
-
     if time_limit is None:
         return None
     seconds, elapsed, stage = time_limit
@@ -132,10 +128,6 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     import ray
     import ray.train
     import ray.train.torch
-    from safetensors.torch import save_file
-    from torch.utils.data import DataLoader
-
-    from multi_agent_pruning.core.training import FineTuneConfig, fine_tune
 
     torch.manual_seed(loop_config["seed"])
     model = ray.get(loop_config["model"])
