@@ -185,7 +185,7 @@ def same_as(earlier: Path, later: Path, setting: str) -> dict:
 
 def statistics_for(results: Path, methods: list[str]):
     from multi_agent_pruning.results import ResultStore
-    from multi_agent_pruning.validation.stats import analyze_methods
+    from multi_agent_pruning.stats.comparison import analyze_methods
 
     reference = "multi_agent" if "multi_agent" in methods else methods[0]
     return analyze_methods(ResultStore(results).to_pandas(), reference=reference).to_dict()

@@ -10,7 +10,7 @@ from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
 from multi_agent_pruning.exceptions import ValidationError
-from multi_agent_pruning.validation.stats import (analyze_methods, best_per_run, bootstrap_mean_ci, cohens_dz,
+from multi_agent_pruning.stats.comparison import (analyze_methods, best_per_run, bootstrap_mean_ci, cohens_dz,
                                                   friedman_test, holm_adjust, paired_comparison, rank_biserial)
 
 MIXED = [0.01, -0.02, 0.03, 0.04, 0.05, -0.01]

@@ -22,6 +22,7 @@ from multi_agent_pruning.orchestrator.prepare import (
 )
 from multi_agent_pruning.orchestrator.ray_runtime import init_ray
 from multi_agent_pruning.orchestrator.search import run_search
+from multi_agent_pruning.reports import write_report
 from multi_agent_pruning.results import ResultStore, TrialResult
 from multi_agent_pruning.search.interrupt import SearchInterrupted, handle_stop_signals, raise_if_interrupted
 from multi_agent_pruning.utils.atomic import atomic_write_json
@@ -110,8 +111,6 @@ def summarise(cfg: ExperimentConfig, paths: ExperimentPaths, outcome: dict[str, 
 
 def write_run_report(paths: ExperimentPaths, experiment: str) -> str | None:
     """The HTML report of the run, from the result table; a report failure never fails the run."""
-    from multi_agent_pruning.reports import write_report
-
     try:
         return str(write_report(paths.results, paths.root / "report.html", experiment=experiment))
     except Exception as err:  # the rows are stored; `mapruner report` can retry

@@ -12,8 +12,8 @@ from plotly.colors import qualitative
 
 from multi_agent_pruning.reports.data import escape, escape_block, macs_scale, series_order
 from multi_agent_pruning.results import STATUSES
-from multi_agent_pruning.validation.paper_targets import PAPER_TARGETS, PaperTarget
-from multi_agent_pruning.validation.reproduction import compare_with_papers
+from multi_agent_pruning.stats.paper_targets import PAPER_TARGETS, PaperTarget
+from multi_agent_pruning.stats.reproduction import compare_with_papers
 
 __all__ = ["FIGURE_IDS", "build_figures", "pareto_front"]
 

@@ -19,7 +19,7 @@ from multi_agent_pruning.reports.tables import (best_per_run_table, failures_tab
 from multi_agent_pruning.results import ResultStore
 from multi_agent_pruning.results._files import describe_os_error
 from multi_agent_pruning.utils.atomic import atomic_write
-from multi_agent_pruning.validation.stats import analyze_methods
+from multi_agent_pruning.stats.comparison import analyze_methods
 
 __all__ = ["figures_json", "render_report_html", "resolve_results_dir", "write_report"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from multi_agent_pruning.reports.data import escape
-from multi_agent_pruning.validation.stats import StatisticsReport, best_per_run
+from multi_agent_pruning.stats.comparison import StatisticsReport, best_per_run
 
 __all__ = ["html_table", "statistics_table", "friedman_text", "best_per_run_table", "failures_table"]
 

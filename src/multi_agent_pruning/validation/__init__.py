@@ -8,10 +8,10 @@
 See docs/reports.md for how the statistics are computed.
 """
 
-from multi_agent_pruning.validation.paper_targets import (PAPER_TARGETS, PaperSource, PaperTarget,
-                                                          get_paper_target, list_paper_targets, targets_for)
-from multi_agent_pruning.validation.reproduction import compare_with_papers
-from multi_agent_pruning.validation.stats import analyze_methods, best_per_run
+from multi_agent_pruning.stats.comparison import analyze_methods, best_per_run
+from multi_agent_pruning.stats.paper_targets import (PAPER_TARGETS, PaperSource, PaperTarget, get_paper_target,
+                                                     list_paper_targets, targets_for)
+from multi_agent_pruning.stats.reproduction import compare_with_papers
 from multi_agent_pruning.validation.validator import DEFAULT_METHODS, PaperReproductionValidator
 
 __all__ = [

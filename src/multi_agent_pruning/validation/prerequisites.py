@@ -6,8 +6,12 @@ import logging
 import os
 from pathlib import Path
 
+from multi_agent_pruning.config import load_config
+from multi_agent_pruning.data.cifar10 import find_cifar10
+from multi_agent_pruning.data.imagenet import find_imagenet
 from multi_agent_pruning.exceptions import ConfigurationError, DatasetNotFoundError, UnknownNameError
-from multi_agent_pruning.validation.paper_targets import PaperTarget
+from multi_agent_pruning.models import get_model_spec
+from multi_agent_pruning.stats.paper_targets import PaperTarget
 
 __all__ = ["missing_prerequisites", "configured_dataset_path"]
 
@@ -24,8 +28,6 @@ def missing_prerequisites(target: PaperTarget, config_path: Path | None = None) 
         config_path: Experiment YAML whose ``datasets.<name>.path`` / ``dataset.path`` is
             searched first; the dataset's environment variable is used otherwise.
     """
-    from multi_agent_pruning.models import get_model_spec
-
     reasons = []
     try:
         get_model_spec(target.base_model)
@@ -39,9 +41,6 @@ def missing_prerequisites(target: PaperTarget, config_path: Path | None = None) 
 
 
 def _dataset_reason(dataset: str, config_path: Path | None) -> str | None:
-    from multi_agent_pruning.data.cifar10 import find_cifar10
-    from multi_agent_pruning.data.imagenet import find_imagenet
-
     finders = {"imagenet": find_imagenet, "cifar10": find_cifar10}
     if dataset not in finders:
         return None
@@ -68,8 +67,6 @@ def configured_dataset_path(config_path: Path | None, dataset: str) -> tuple[Pat
     """
     if config_path is None:
         return None, None
-    from multi_agent_pruning.config import load_config
-
     try:
         config = load_config(config_path)
     except ConfigurationError as exc:

@@ -14,12 +14,14 @@ from typing import Any
 import pyarrow as pa
 
 from multi_agent_pruning.exceptions import ConfigurationError, ResultStoreError
+from multi_agent_pruning.orchestrator import MultiAgentPruner
+from multi_agent_pruning.reports import render_report_html
 from multi_agent_pruning.results import RESULT_SCHEMA, ResultStore
+from multi_agent_pruning.stats.comparison import analyze_methods
+from multi_agent_pruning.stats.paper_targets import PAPER_TARGETS, PaperTarget, get_paper_target
+from multi_agent_pruning.stats.reproduction import compare_with_papers
 from multi_agent_pruning.utils.atomic import atomic_write
-from multi_agent_pruning.validation.paper_targets import PAPER_TARGETS, PaperTarget, get_paper_target
 from multi_agent_pruning.validation.prerequisites import missing_prerequisites
-from multi_agent_pruning.validation.reproduction import compare_with_papers
-from multi_agent_pruning.validation.stats import analyze_methods
 
 __all__ = ["PaperReproductionValidator", "DEFAULT_METHODS", "Runner"]
 
@@ -32,7 +34,7 @@ Runner = Callable[..., Any]
 
 
 class PaperReproductionValidator:
-    """Checks our search against published pruning results (see ``validation.paper_targets``).
+    """Checks our search against published pruning results (see ``stats.paper_targets``).
 
     Args:
         config_path: Experiment YAML used for the runs and for dataset paths; None uses defaults.
@@ -105,8 +107,6 @@ class PaperReproductionValidator:
 
     def _compare_with_pruner(self, target: PaperTarget, *, methods: list[str], num_runs: int,
                              output_dir: Path) -> Any:
-        from multi_agent_pruning.orchestrator import MultiAgentPruner
-
         pruner = MultiAgentPruner(self.config_path, overrides=[f"experiment.name={target.name}"])
         ratio = None if target.macs is not None else 1.0 - 1.0 / float(target.speedup)
         return pruner.compare_methods(model_name=target.base_model, dataset=target.dataset, target_ratio=ratio,
@@ -163,8 +163,6 @@ class PaperReproductionValidator:
         Raises:
             ResultStoreError: There are no trial results to show yet.
         """
-        from multi_agent_pruning.reports import render_report_html
-
         roots = self.result_roots()
         table = self.read_results()
         if table.num_rows == 0:

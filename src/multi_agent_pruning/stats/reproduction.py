@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multi_agent_pruning.validation.paper_targets import PAPER_TARGETS, PaperTarget
+from multi_agent_pruning.stats.paper_targets import PAPER_TARGETS, PaperTarget
 
 __all__ = ["compare_with_papers", "matching_rows", "size_error"]
 
