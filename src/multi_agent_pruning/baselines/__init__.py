@@ -1,19 +1,17 @@
-"""Baselines: Strategy factories evaluated by the same trial function as the agents."""
+"""Baselines as the API reference names them: runnable pruning methods
+(:meth:`BasePruningMethod.prune_to_target_macs`), built on the descriptions of
+:mod:`multi_agent_pruning.methods` (whose registry, ``Dimension`` and ``FullSpaceMethod`` are
+re-exported here)."""
 
-from multi_agent_pruning.baselines.base import (
+from multi_agent_pruning.baselines.base import BasePruningMethod
+from multi_agent_pruning.baselines.methods import IsomorphicOriginal, MagnitudePruning, RandomPruning, TaylorPruning
+from multi_agent_pruning.methods import (
     METHOD_REGISTRY,
-    BasePruningMethod,
     Dimension,
+    FullSpaceMethod,
     get_method,
     list_methods,
     register_method,
-)
-from multi_agent_pruning.baselines.methods import (
-    FullSpaceMethod,
-    IsomorphicOriginal,
-    MagnitudePruning,
-    RandomPruning,
-    TaylorPruning,
 )
 
 __all__ = [

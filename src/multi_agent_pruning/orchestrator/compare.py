@@ -21,10 +21,10 @@ import torch
 from ray import tune
 
 from multi_agent_pruning.agents.policy import BuiltinPolicy
-from multi_agent_pruning.baselines import list_methods
 from multi_agent_pruning.config import ExperimentConfig, config_to_dict, load_config, load_config_dict
 from multi_agent_pruning.core.profile import profile_model
 from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, UnknownNameError
+from multi_agent_pruning.methods import list_methods
 from multi_agent_pruning.orchestrator.experiment import write_run_report
 from multi_agent_pruning.orchestrator.prepare import ExperimentPaths, base_strategy, build_context, print_progress
 from multi_agent_pruning.orchestrator.ray_runtime import init_ray

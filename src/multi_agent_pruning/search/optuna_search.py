@@ -12,7 +12,7 @@ from typing import Any
 
 from ray import tune
 
-from multi_agent_pruning.baselines import BasePruningMethod, Dimension, FullSpaceMethod, get_method
+from multi_agent_pruning.methods import Dimension, FullSpaceMethod, PruningMethod, get_method
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.search.trial import TrialContext
 from multi_agent_pruning.search.tune_trial import run_tune_trial
@@ -20,7 +20,7 @@ from multi_agent_pruning.search.tune_trial import run_tune_trial
 __all__ = ["StrategySpace", "build_optuna_searcher", "method_for", "run_params_trial"]
 
 
-def method_for(name: str) -> BasePruningMethod:
+def method_for(name: str) -> PruningMethod:
     """``optuna_tpe`` / ``optuna_nsga2`` search the full space; ``optuna_tpe:<baseline>`` one baseline's."""
     if name.startswith("optuna_"):
         _, _, inner = name.partition(":")
@@ -47,7 +47,7 @@ class StrategySpace:
         return {"iteration": int(trial.number)}
 
 
-def build_optuna_searcher(method: BasePruningMethod, base: Strategy, kinds: Sequence[str], *, has_attention: bool,
+def build_optuna_searcher(method: PruningMethod, base: Strategy, kinds: Sequence[str], *, has_attention: bool,
                           seed: int, storage_file: Path, study_name: str, first_strategies: Sequence[Strategy],
                           sampler: str = "tpe"):
     """An ``OptunaSearch`` over ``method``'s space, stored in ``storage_file``."""
