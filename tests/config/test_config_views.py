@@ -41,10 +41,9 @@ def test_cache_settings() -> None:
         "precomputation": {"cache_dir": "/tmp/c", "model_analysis": {"cache_duration": 100}},
     })
     assert cfg.profile_cache() == CacheSettings(True, "/tmp/c", 100)
-    assert cfg.importance_cache() == CacheSettings(True, "/tmp/c", 3600)
     off = load_config_dict({"agents": {"profiling_agent": {"enable_caching": False}}})
-    assert off.profile_cache().enabled is False and off.importance_cache().enabled is True
-    assert load_config_dict({"precomputation": {"enabled": False}}).importance_cache().enabled is False
+    assert off.profile_cache().enabled is False
+    assert load_config_dict({"precomputation": {"enabled": False}}).profile_cache().enabled is False
 
 
 def test_output_path_and_memory_limit() -> None:

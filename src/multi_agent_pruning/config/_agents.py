@@ -38,7 +38,9 @@ class MasterAgentConfig(ConfigModel):
         None, ge=0.0, description="Overrides search.convergence_threshold."
     )
     exploration: float = Field(
-        0.3, ge=0.0, le=1.0, description="Share of each batch spent away from the best strategy."
+        0.3, ge=0.0, le=1.0,
+        description="Step size of the built-in policy's mutations of the recovery learning rate and the per-kind "
+                    "multipliers, relative to 0.3 (0.6: steps twice as large); the other genes are drawn as before.",
     )
 
 
@@ -53,15 +55,9 @@ class AnalysisAgentConfig(ConfigModel):
 class PruningAgentConfig(ConfigModel):
     """Pruning agent: applies a strategy to a copy of the dense model."""
 
-    backend: Literal["torch_pruning"] = Field("torch_pruning", description="Pruning engine.")
     global_pruning: bool | None = Field(
         None, description="Overrides strategy_defaults.global_pruning when set."
     )
-    memory_efficient: bool = Field(False, description="Estimate importance batch by batch.")
-    gradient_checkpointing: bool = Field(
-        False, description="Checkpoint activations while computing gradient-based importance."
-    )
-    batch_processing: bool = Field(True, description="Accumulate importance over several batches.")
 
 
 class FineTuningAgentConfig(ConfigModel):
@@ -74,7 +70,6 @@ class FineTuningAgentConfig(ConfigModel):
 class EvaluationAgentConfig(ConfigModel):
     """Evaluation agent: metrics computed on each pruned model."""
 
-    comprehensive_metrics: bool = Field(True, description="Also report top-5 accuracy and loss.")
     custom_metrics: tuple[str, ...] = Field(
         (), description="Extra registered metrics, added to evaluation.custom_metrics."
     )

@@ -116,12 +116,6 @@ class ExperimentConfig(ConfigModel):
         max_age = min(section.cache_duration, agent.cache_duration)
         return CacheSettings(enabled, self.precomputation.cache_dir, max_age)
 
-    def importance_cache(self) -> CacheSettings:
-        """Importance-score cache settings."""
-        section = self.precomputation.importance_scores
-        enabled = self.precomputation.enabled and section.enabled
-        return CacheSettings(enabled, self.precomputation.cache_dir, section.cache_duration)
-
     def output_path(self) -> Path:
         """``<experiment.output_dir>/<experiment.name>``."""
         return Path(self.experiment.output_dir) / self.experiment.name

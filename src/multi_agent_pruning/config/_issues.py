@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import ConfigIssue, suggest_names
+from ._removed import removed_key_rule
 from ._schema import format_path, known_keys_at
 
 __all__ = ["issues_from_pydantic"]
@@ -51,7 +52,7 @@ def issues_from_pydantic(
         path = format_path(loc)
         if any(path == s or path.startswith((f"{s}.", f"{s}[")) for s in skip):
             continue
-        rule = _unknown_key_rule(loc) if item["type"] == "extra_forbidden" else _rule(item)
+        rule = (removed_key_rule(path) or _unknown_key_rule(loc)) if item["type"] == "extra_forbidden" else _rule(item)
         if path in override_keys:
             rule += " (from an override)"
         yield ConfigIssue(path or "<root>", rule, item.get("input"))

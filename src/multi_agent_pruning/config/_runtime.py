@@ -184,6 +184,3 @@ class PrecomputationConfig(ConfigModel):
         default_factory=ModelAnalysisCacheConfig,
         description="Model profiles (architecture, groups, sensitivity).",
     )
-    importance_scores: CacheSectionConfig = Field(
-        default_factory=CacheSectionConfig, description="Importance scores of calibration batches."
-    )
