@@ -17,7 +17,7 @@ ROOT = "multi_agent_pruning"
 # step with the table in docs/architecture.md.
 LAYERS: list[set[str]] = [
     {"exceptions"},
-    {"utils"},
+    {"utils", "compat"},
     {"config", "models", "data", "results", "stats"},
     {"core"},
     {"methods", "agents"},

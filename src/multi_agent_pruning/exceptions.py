@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "MultiAgentPruningError",
+    "CompatibilityError",
     "ConfigurationError",
     "ConfigIssue",
     "UnknownNameError",
@@ -100,6 +101,11 @@ class ResultStoreError(MultiAgentPruningError):
 
 class ModelDownloadError(MultiAgentPruningError):
     """Pretrained weights could not be fetched."""
+
+
+class CompatibilityError(MultiAgentPruningError):
+    """An installed torch-pruning or Ray lacks a private API this package relies on
+    (see :mod:`multi_agent_pruning.compat`)."""
 
 
 class TrialTimeoutError(MultiAgentPruningError):

@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch_pruning as tp
 from torch_pruning.utils.op_counter import is_supported_instance
 
+from multi_agent_pruning.compat import check_torch_pruning
 from multi_agent_pruning.core.graph import GroupInfo, _timm_attention_types
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class SelectionPlanner:
 
     def __init__(self, pruner: tp.pruner.BasePruner, model: nn.Module, example_inputs: torch.Tensor,
                  groups: list[GroupInfo], scopes: list[Scope]) -> None:
+        check_torch_pruning(pruner)  # the private APIs below, or one clear error naming what is missing
         self.pruner, self.model, self.scopes = pruner, model, scopes
         self.DG = pruner.DG
         self._initial_num_heads = dict(pruner.num_heads)

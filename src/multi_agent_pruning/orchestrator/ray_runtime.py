@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import MutableMapping
 from typing import Any
 
+from multi_agent_pruning.compat import check_ray
 from multi_agent_pruning.config import ExperimentConfig
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def init_ray(cfg: ExperimentConfig, address: str | None = None) -> bool:
 
     if ray.is_initialized():
         return False
+    check_ray()
     target = resolve_address(cfg, address)
     quiet = {"log_to_driver": cfg.ray.log_to_driver, "logging_level": logging.WARNING}
     if target:
