@@ -13,7 +13,16 @@ from multi_agent_pruning.results import ResultStore, TrialResult
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RowRecorder", "RowSink"]
+__all__ = ["RowRecorder", "RowSink", "dead_worker_row"]
+
+
+def dead_worker_row(*, identifiers: dict[str, Any], target_kind: str, trial_id: str, iteration: int,
+                    strategy: Any = None, detail: str | None = None) -> TrialResult:
+    """The ``failed`` row of a trial that never reported: its worker died and Tune's retries
+    (``search.max_failures``) were exhausted. ``detail`` is appended (Tune's error file)."""
+    error = "the trial's worker failed and its retries were exhausted" + (f": {detail}" if detail else "")
+    return TrialResult.failed(error=error, strategy=strategy, target_kind=target_kind, **identifiers,
+                              trial_id=trial_id, iteration=iteration)
 
 
 class RowSink:
@@ -58,6 +67,5 @@ class RowRecorder(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
         config = trial.config or {}
-        self.sink(TrialResult.failed(error=f"the trial's worker failed and retries were exhausted: {trial.error_file}",
-                                     target_kind=self.target_kind, **self.identifiers,
-                                     trial_id=trial.trial_id, iteration=int(config.get("iteration", 0) or 0)))
+        self.sink(dead_worker_row(identifiers=self.identifiers, target_kind=self.target_kind, trial_id=trial.trial_id,
+                                  iteration=int(config.get("iteration", 0) or 0), detail=trial.error_file))

@@ -31,6 +31,7 @@ from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 from multi_agent_pruning.search.interrupt import requested
 from multi_agent_pruning.search.ordered import IssueOrder
+from multi_agent_pruning.search.rows import dead_worker_row
 
 logger = logging.getLogger(__name__)
 
@@ -115,9 +116,8 @@ class MasterSearcher(Searcher):
         elif self.interrupted():
             return  # stopped by Ctrl+C/SIGTERM before it reported: no row, --resume runs it again
         else:
-            row = TrialResult.failed(error="the trial's worker failed and its retries were exhausted",
-                                     strategy=strategy, target_kind=self.base.target_kind,
-                                     **self.identifiers, trial_id=trial_id, iteration=iteration)
+            row = dead_worker_row(identifiers=self.identifiers, target_kind=self.base.target_kind, trial_id=trial_id,
+                                  iteration=iteration, strategy=strategy)
         if strategy is not None:
             _set_tokens(row, self.tokens.pop(strategy.key(), None))
         self.record(row)
