@@ -21,6 +21,7 @@ from typing import Any
 
 from multi_agent_pruning.compat import check_ray
 from multi_agent_pruning.config import ExperimentConfig
+from multi_agent_pruning.search.interrupt import reclaim_signals
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +65,6 @@ def init_ray(cfg: ExperimentConfig, address: str | None = None) -> bool:
     # Tune's own progress tables are replaced by ours; keep its console quiet.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import ray
-
-    from multi_agent_pruning.search.interrupt import reclaim_signals  # imports Ray Tune: not at module level
 
     if ray.is_initialized():
         return False
