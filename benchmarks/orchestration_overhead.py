@@ -1,7 +1,7 @@
 """Orchestration overhead of the Ray Tune search path against a plain process pool.
 
 N trials of fixed synthetic work (t seconds each) run k at a time through the real search
-path, ``multi_agent_pruning.orchestrator.search.build_tuner`` (per-trial resources from
+path, ``multi_agent_pruning.orchestrator.tune_run.build_tuner`` (per-trial resources from
 ``hardware``, ``ConcurrencyLimiter``, ``FailureConfig``, ``reuse_actors``), with a local Ray
 started by ``init_ray``; next to it the same N work items run through
 ``multiprocessing.Pool(k)`` (fork, ``imap_unordered`` with chunksize 1).
@@ -329,9 +329,9 @@ def run_tune(spec: dict) -> dict:
     import ray
 
     from multi_agent_pruning.config import load_config_dict
-    from multi_agent_pruning.orchestrator import search as search_module
+    from multi_agent_pruning.orchestrator import tune_run as search_module
     from multi_agent_pruning.orchestrator.ray_runtime import init_ray
-    from multi_agent_pruning.orchestrator.search import build_tuner, concurrency
+    from multi_agent_pruning.orchestrator.tune_run import build_tuner, concurrency
 
     if os.environ.get("MAPR_BENCH_KEEP_TUNE_ACTOR_ENV"):
         search_module.use_prestarted_workers = lambda: False

@@ -9,7 +9,7 @@ Where they are used:
   ``BasePruner._prune()`` and reads and writes ``num_heads``, ``out_channel_groups`` and
   ``current_step``; it also counts MACs per layer with
   ``torch_pruning.utils.op_counter.is_supported_instance``.
-- ``orchestrator/search.py`` (``use_prestarted_workers``) drops ``PL_DISABLE_FORK`` from
+- ``orchestrator/tune_run.py`` (``use_prestarted_workers``) drops ``PL_DISABLE_FORK`` from
   ``ray.tune.execution.class_cache.DEFAULT_ENV_VARS`` so trial actors start in Ray's prestarted
   workers.
 - ``orchestrator/ray_runtime.py`` re-reads Ray's auth config through
@@ -121,5 +121,5 @@ def check_ray() -> str:
         if entry not in _warned:
             _warned.add(entry)
             logger.warning("ray %s has no %s: trial actors cannot use Ray's prestarted workers and start new "
-                           "processes (about 1-2 s each; orchestrator/search.py use_prestarted_workers)", version, entry)
+                           "processes (about 1-2 s each; orchestrator/tune_run.py use_prestarted_workers)", version, entry)
     return version

@@ -48,7 +48,7 @@ def test_master_policy_is_seeded_with_the_run_seed(fast_config):
     """Comparisons run seeds experiment.seed + run: each run's master must search independently."""
     from types import SimpleNamespace
 
-    from multi_agent_pruning.orchestrator.search import master_settings
+    from multi_agent_pruning.orchestrator.tune_run import master_settings
 
     cfg = fast_config("experiment.seed=7")
     settings = [master_settings(cfg, SimpleNamespace(seed=7 + run), batch_size=2) for run in range(3)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from multi_agent_pruning.exceptions import ResultStoreError
-from multi_agent_pruning.orchestrator.search import fit_search
+from multi_agent_pruning.orchestrator.tune_run import fit_search
 
 
 class _Sink:

@@ -46,7 +46,7 @@ _TUNE_PROBE = textwrap.dedent("""
     from ray.tune.search import Searcher
     from multi_agent_pruning.config import load_config_dict
     from multi_agent_pruning.orchestrator.ray_runtime import init_ray
-    from multi_agent_pruning.orchestrator.search import build_tuner
+    from multi_agent_pruning.orchestrator.tune_run import build_tuner
     from multi_agent_pruning.testing.ray_workers import wait_for_idle_workers
 
     cfg = load_config_dict({"hardware": {"device": "cpu", "num_cpus": 2, "cpus_per_trial": 1},

@@ -15,7 +15,7 @@ import pytest
 
 from multi_agent_pruning.cli import main
 from multi_agent_pruning.utils.atomic import atomic_write_json
-from multi_agent_pruning.orchestrator.search import usable_history
+from multi_agent_pruning.orchestrator.tune_run import usable_history
 from multi_agent_pruning.results import ResultStore, TrialResult
 from multi_agent_pruning.results.schema import RESULT_SCHEMA
 

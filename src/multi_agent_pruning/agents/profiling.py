@@ -11,7 +11,7 @@ import torch
 
 from multi_agent_pruning.agents.analysis import DEFAULT_LIMITS, kind_limit
 from multi_agent_pruning.agents.base import BaseAgent
-from multi_agent_pruning.core.analysis import default_example_inputs
+from multi_agent_pruning.core.dependency import default_example_inputs
 from multi_agent_pruning.core.profile import Profile, profile_cache_key, profile_model
 from multi_agent_pruning.utils.atomic import atomic_write
 

@@ -1,6 +1,6 @@
 """The pruning core: strategies, dependency/isomorphic analysis, the engine, recovery, evaluation."""
 
-from multi_agent_pruning.core.analysis import (
+from multi_agent_pruning.core.dependency import (
     DependencyAnalyzer,
     IsomorphicAnalyzer,
     IsomorphicGroup,

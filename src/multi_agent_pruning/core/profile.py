@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch_pruning as tp
 
-from multi_agent_pruning.core.analysis import group_costs
+from multi_agent_pruning.core.dependency import group_costs
 from multi_agent_pruning.core.graph import GroupInfo, build_dependency_graph, describe_groups
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from multi_agent_pruning.methods import list_methods
 from multi_agent_pruning.orchestrator.experiment import write_run_report
 from multi_agent_pruning.orchestrator.prepare import ExperimentPaths, base_strategy, build_context, print_progress
 from multi_agent_pruning.orchestrator.ray_runtime import init_ray
-from multi_agent_pruning.orchestrator.search import build_tuner, concurrency, fit_search, profile_with_actor, run_search
+from multi_agent_pruning.orchestrator.tune_run import build_tuner, concurrency, fit_search, profile_with_actor, run_search
 from multi_agent_pruning.orchestrator.targets import target_overrides
 from multi_agent_pruning.results import ResultStore
 from multi_agent_pruning.search.interrupt import SearchInterrupted, handle_stop_signals, raise_if_interrupted

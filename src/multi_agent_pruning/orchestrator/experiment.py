@@ -21,7 +21,7 @@ from multi_agent_pruning.orchestrator.prepare import (
     warn_unplaceable,
 )
 from multi_agent_pruning.orchestrator.ray_runtime import init_ray
-from multi_agent_pruning.orchestrator.search import run_search
+from multi_agent_pruning.orchestrator.tune_run import run_search
 from multi_agent_pruning.reports import write_report
 from multi_agent_pruning.results import ResultStore, TrialResult
 from multi_agent_pruning.search.interrupt import SearchInterrupted, handle_stop_signals, raise_if_interrupted

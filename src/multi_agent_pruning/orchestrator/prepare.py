@@ -2,7 +2,7 @@
 model), the base strategy, the checks made before Ray starts, and the progress line per row.
 
 Used by :mod:`~multi_agent_pruning.orchestrator.experiment` (one search),
-:mod:`~multi_agent_pruning.orchestrator.search` (the Tune run) and
+:mod:`~multi_agent_pruning.orchestrator.tune_run` (the Tune run) and
 :mod:`~multi_agent_pruning.orchestrator.compare` (every method's search).
 """
 
