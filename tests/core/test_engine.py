@@ -12,7 +12,7 @@ import torch_pruning as tp
 from multi_agent_pruning.testing.tiny import accuracy, calibration_batches
 
 from multi_agent_pruning.core import Strategy, apply_strategy, count_macs_params
-from multi_agent_pruning.core.strategy import IMPORTANCE_CRITERIA
+from multi_agent_pruning.core.importance import criteria
 from multi_agent_pruning.exceptions import PruningError
 
 TOL = 0.005
@@ -58,7 +58,7 @@ def test_deit_tiny_hits_each_target(deit_tiny, reduction):
     assert result.model.head.out_features == 1000
 
 
-@pytest.mark.parametrize("criterion", IMPORTANCE_CRITERIA)
+@pytest.mark.parametrize("criterion", criteria())
 def test_every_criterion_prunes_resnet18(resnet18, criterion):
     x = torch.randn(1, 3, 224, 224)
     calib = random_calibration((3, 224, 224), batch_size=2)

@@ -13,7 +13,7 @@ import timm
 import torch
 
 from multi_agent_pruning.core import Strategy, apply_strategy, count_macs_params
-from multi_agent_pruning.core.strategy import IMPORTANCE_CRITERIA
+from multi_agent_pruning.core.importance import criteria
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def dense(name: str) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("criterion", IMPORTANCE_CRITERIA)
+@pytest.mark.parametrize("criterion", criteria())
 @pytest.mark.parametrize("global_pruning,isomorphic", list(itertools.product([True, False], [True, False])))
 @pytest.mark.parametrize("reduction", [0.3, 0.5, 0.7])
 def test_matrix(name, criterion, global_pruning, isomorphic, reduction):

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 
 import pytest
+import torch
+import torch_pruning as tp
 
+from multi_agent_pruning.config import load_config_dict
+from multi_agent_pruning.core.engine import apply_strategy
+from multi_agent_pruning.core.importance import IMPORTANCE_REGISTRY
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.exceptions import ConfigurationError
+from multi_agent_pruning.testing.tiny import TinyResNet
 
 
 def test_roundtrip_equality_and_hash():
@@ -45,3 +52,26 @@ def test_every_problem_is_reported_together():
         Strategy(target_reduction=0.5, target_budget=1e9)
     with pytest.raises(ConfigurationError, match="needs prune_num_heads"):
         Strategy(head_pruning_ratio=0.3)
+
+
+def test_pickle_round_trip():  # Ray sends strategies between processes
+    s = Strategy(group_multipliers={"mlp": 1.5, "attention": 0.5}, kind_max_pruning={"mlp": 0.6}, ignored_layers=["x"])
+    again = pickle.loads(pickle.dumps(s))
+    assert again == s and hash(again) == hash(s) and again.to_json() == s.to_json()
+    with pytest.raises(TypeError, match="read-only"):
+        again.group_multipliers["mlp"] = 2.0
+
+
+def test_any_registered_criterion_is_accepted_and_prunes():
+    IMPORTANCE_REGISTRY.add("max_magnitude", lambda: tp.importance.GroupMagnitudeImportance(p=1, group_reduction="max"))
+    try:
+        strategy = Strategy(importance="max_magnitude", target_reduction=0.4)
+        cfg = load_config_dict({"strategy_defaults": {"importance": "max_magnitude"}})
+        assert cfg.strategy_defaults.importance == "max_magnitude"
+        torch.manual_seed(0)
+        result = apply_strategy(TinyResNet(), strategy, torch.randn(1, 1, 16, 16))
+        assert abs(result.error) <= 0.005
+    finally:
+        IMPORTANCE_REGISTRY.remove("max_magnitude")
+    with pytest.raises(ConfigurationError, match=r"strategy.importance: must be one of l1, l2, .*, random \(got 'max"):
+        Strategy(importance="max_magnitude")

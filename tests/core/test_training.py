@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from multi_agent_pruning.config import FinetuneConfig, FineTuningAgentConfig, load_config_dict
 from multi_agent_pruning.core.evaluation import evaluate
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.core.training import (
@@ -214,8 +215,23 @@ def test_from_strategy_maps_fields_and_applies_overrides():
     config = FineTuneConfig.from_strategy(strategy, label_smoothing=0.0, lr=5e-4)
     assert (config.epochs, config.steps, config.lr, config.weight_decay, config.kd_weight, config.label_smoothing) == (
         2.0, 30, 5e-4, 0.01, 0.4, 0.0)
-    with pytest.raises(ConfigurationError, match=r"finetune.warmup: unknown setting; did you mean warmup_ratio"):
+    with pytest.raises(ConfigurationError, match=r"finetune.warmup: unknown key; did you mean 'warmup_ratio'"):
         FineTuneConfig.from_strategy(strategy, warmup=0.1)
+
+
+def test_fine_tune_config_is_the_config_section():
+    cfg = load_config_dict({"finetune": {"lr": 0.02}, "agents": {"fine_tuning_agent": {"optimizer": "sgd",
+                                                                                      "scheduler": "step"}}})
+    config = FineTuneConfig(**cfg.finetune.model_dump(), **cfg.agents.fine_tuning_agent.model_dump())
+    rebuilt = FineTuneConfig(**config.model_dump())  # as Ray Train's workers rebuild it from a dict
+    assert rebuilt == config and (rebuilt.lr, rebuilt.optimizer, rebuilt.scheduler) == (0.02, "sgd", "step")
+    assert issubclass(FineTuneConfig, FinetuneConfig) and issubclass(FineTuneConfig, FineTuningAgentConfig)
+    # The section's fields, the agent's optimizer and schedule, and log_every: each declared once.
+    assert FineTuneConfig.model_fields.keys() == (FinetuneConfig.model_fields.keys()
+                                                  | FineTuningAgentConfig.model_fields.keys() | {"log_every"})
+    with pytest.raises(ConfigurationError) as info:
+        FineTuneConfig(lr=float("nan"), steps=True, log_every=-1)
+    assert [issue.path for issue in info.value.issues] == ["finetune.steps", "finetune.lr", "finetune.log_every"]
 
 
 def test_empty_loader_is_an_error():

@@ -72,7 +72,7 @@ class FineTuningAgent(BaseAgent):
         return "Fine-tuner: short recovery training (AdamW + cosine, optional distillation)."
 
     def execute(self, input_data: dict[str, Any]) -> dict[str, Any]:
-        overrides = {k: v for k, v in self.config.items() if k in FineTuneConfig.__dataclass_fields__}
+        overrides = {k: v for k, v in self.config.items() if k in FineTuneConfig.model_fields}
         config = FineTuneConfig.from_strategy(_strategy(input_data["strategy"]), **overrides)
         teacher = input_data.get("teacher") if config.kd_weight > 0 else None
         distributed = self.config.get("distributed")

@@ -28,6 +28,7 @@ from ._data import (
 )
 from ._docs import render_config_reference
 from ._experiment import CacheSettings, ExperimentConfig
+from ._issues import issues_from_pydantic
 from ._loader import (
     apply_overrides,
     config_to_dict,
@@ -35,7 +36,7 @@ from ._loader import (
     load_config_dict,
     validate_config_file,
 )
-from ._secrets import redact_urls
+from ._secrets import mask_secrets, redact_urls
 from ._runtime import (
     CacheSectionConfig,
     DistributedConfig,
@@ -62,6 +63,8 @@ __all__ = [
     "config_to_dict",
     "validate_config_file",
     "render_config_reference",
+    "issues_from_pydantic",
+    "mask_secrets",
     "redact_urls",
     "ExperimentConfig",
     "CacheSettings",

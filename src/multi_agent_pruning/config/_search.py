@@ -97,8 +97,8 @@ class SearchConfig(ConfigModel):
 class StrategyDefaults(ConfigModel):
     """Starting point for every strategy; agents and baselines may change any of it."""
 
-    importance: Literal["l1", "l2", "taylor", "hessian", "lamp", "fpgm", "random"] = Field(
-        "taylor", description="Importance criterion used to rank channels/heads."
+    importance: str = Field(
+        "taylor", description="Criterion ranking channels/heads: a name in core.importance.IMPORTANCE_REGISTRY."
     )
     global_pruning: bool = Field(True, description="Rank groups across layers instead of per layer.")
     isomorphic: bool = Field(True, description="Compare only structurally isomorphic groups.")
@@ -114,12 +114,12 @@ class StrategyDefaults(ConfigModel):
 
 
 class FinetuneConfig(ConfigModel):
-    """Short recovery training of each pruned model (AdamW + cosine schedule)."""
+    """Short recovery training of each pruned model (optimizer and schedule: agents.fine_tuning_agent)."""
 
-    epochs: float = Field(1.0, ge=0.0, description="Training epochs (fractions allowed).")
+    epochs: float = Field(1.0, ge=0.0, lt=1e4, description="Training epochs (fractions allowed).")
     steps: int | None = Field(None, ge=0, description="Optimizer steps; overrides epochs when set.")
-    lr: float = Field(1e-3, gt=0.0, description="Peak learning rate.")
-    weight_decay: float = Field(0.05, ge=0.0, description="Decoupled weight decay.")
+    lr: float = Field(1e-3, gt=0.0, lt=10.0, description="Peak learning rate.")
+    weight_decay: float = Field(0.05, ge=0.0, lt=10.0, description="Decoupled weight decay (not on biases/norms).")
     warmup_ratio: float = Field(
         0.1, ge=0.0, lt=1.0, description="Fraction of the steps spent in linear warm-up."
     )
@@ -127,7 +127,7 @@ class FinetuneConfig(ConfigModel):
     kd_weight: float = Field(
         0.0, ge=0.0, le=1.0, description="Weight of distillation from the dense model (0 = off)."
     )
-    kd_temperature: float = Field(1.0, gt=0.0, description="Softmax temperature of distillation.")
+    kd_temperature: float = Field(1.0, gt=0.0, lt=1e3, description="Softmax temperature of distillation.")
     batch_size: int | None = Field(None, ge=1, description="Training batch size; null = dataset.batch_size.")
     amp: bool = Field(True, description="Mixed precision; only used on GPU.")
     gradient_clip: float | None = Field(None, gt=0.0, description="Clip the gradient norm; null = off.")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -83,7 +83,7 @@ def distributed_fine_tune(model: nn.Module, train_dataset: Any, config: Any, set
     storage = storage_path or tempfile.mkdtemp(prefix="mapruner-train-")
     loop_config = {
         "model": ray.put(model.cpu()), "teacher": ray.put(teacher.cpu()) if teacher is not None else None,
-        "dataset": ray.put(train_dataset), "config": asdict(config), "batch_size": batch_size, "seed": seed,
+        "dataset": ray.put(train_dataset), "config": config.model_dump(), "batch_size": batch_size, "seed": seed,
         "gradient_checkpointing": settings.gradient_checkpointing,
         "time_limit": None if deadline is None else (deadline.seconds, deadline.elapsed, deadline.current),
     }

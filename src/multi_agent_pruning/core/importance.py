@@ -19,7 +19,7 @@ from multi_agent_pruning.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMPORTANCE_REGISTRY", "create_importance", "needs_gradients", "prepare_importance"]
+__all__ = ["IMPORTANCE_REGISTRY", "create_importance", "criteria", "needs_gradients", "prepare_importance"]
 
 IMPORTANCE_REGISTRY: Registry[Callable[[], tp.importance.Importance]] = Registry("importance criterion")
 _GRADIENT_CRITERIA = {"taylor", "hessian"}
@@ -31,6 +31,11 @@ IMPORTANCE_REGISTRY.add("hessian", lambda: tp.importance.GroupHessianImportance(
 IMPORTANCE_REGISTRY.add("lamp", lambda: tp.importance.LAMPImportance(p=2))
 IMPORTANCE_REGISTRY.add("fpgm", lambda: tp.importance.FPGMImportance(p=2))
 IMPORTANCE_REGISTRY.add("random", lambda: tp.importance.RandomImportance())
+
+
+def criteria() -> list[str]:
+    """Names of the registered criteria, in registration order (the built-ins first)."""
+    return IMPORTANCE_REGISTRY.names(sort=False)
 
 
 def create_importance(name: str) -> tp.importance.Importance:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+
+from multi_agent_pruning.config import issues_from_pydantic
+from multi_agent_pruning.core.importance import IMPORTANCE_REGISTRY, criteria
+from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, suggest_names
 
 __all__ = ["Strategy", "IMPORTANCE_CRITERIA", "TARGET_KINDS"]
 
-IMPORTANCE_CRITERIA = ("l1", "l2", "taylor", "hessian", "lamp", "fpgm", "random")
+#: The built-in criteria in registration order; a strategy may name any criterion of ``IMPORTANCE_REGISTRY``.
+IMPORTANCE_CRITERIA = tuple(criteria())
 #: Read-only aliases the agents add to strategy dicts (API reference names); ignored on input.
 VIEW_ALIASES = ("importance_criterion", "pruning_ratio")
 #: Fields the analysis agent sets from the safety limits; not part of a strategy's identity.
@@ -29,7 +33,7 @@ class Strategy:
     remove, in (0, 1)) or ``target_budget`` (absolute MACs or params to keep); exactly one is set.
 
     Attributes:
-        importance: Channel importance criterion, one of ``IMPORTANCE_CRITERIA``.
+        importance: Channel importance criterion, any name registered in ``IMPORTANCE_REGISTRY``.
         global_pruning: Rank channels across layers (True) or within each layer (False).
         isomorphic: Rank globally only among structurally identical groups (Isomorphic Pruning).
         group_multipliers: Per group-kind multiplier of the common pruning ratio, e.g.
@@ -77,12 +81,11 @@ class Strategy:
 
     def __post_init__(self) -> None:
         # Normalise containers so that equal strategies hash and compare equal.
-        multipliers = dict(sorted((str(k), float(v)) for k, v in dict(self.group_multipliers).items()))
-        object.__setattr__(self, "group_multipliers", _FrozenDict(multipliers))
-        caps = dict(sorted((str(k), float(v)) for k, v in dict(self.kind_max_pruning).items()))
-        object.__setattr__(self, "kind_max_pruning", _FrozenDict(caps))
+        for name in ("group_multipliers", "kind_max_pruning"):
+            items = sorted((str(k), float(v)) for k, v in dict(getattr(self, name)).items())
+            object.__setattr__(self, name, _FrozenDict(items))
         object.__setattr__(self, "ignored_layers", tuple(str(n) for n in self.ignored_layers))
-        issues = list(_check(self))
+        issues = _check(self)
         if issues:
             raise ConfigurationError("Invalid pruning strategy:", issues)
 
@@ -115,8 +118,6 @@ class Strategy:
             ]
             raise ConfigurationError("Invalid pruning strategy:", issues)
         kwargs = dict(data)
-        if "ignored_layers" in kwargs and kwargs["ignored_layers"] is not None:
-            kwargs["ignored_layers"] = tuple(kwargs["ignored_layers"])
         for name in ("group_multipliers", "kind_max_pruning"):
             if kwargs.get(name) is None:
                 kwargs[name] = {}
@@ -167,75 +168,72 @@ class _FrozenDict(dict):
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(tuple(sorted(self.items())))
 
+    def __reduce__(self) -> tuple:  # pickle rebuilds it from a plain dict (not item by item)
+        return _FrozenDict, (dict(self),)
+
 
 def _unknown_rule(key: str, known: set[str]) -> str:
-    from multi_agent_pruning.exceptions import suggest_names
-
     close = suggest_names(key, known)
     return "unknown key" + (f"; did you mean {', '.join(close)}?" if close else "")
 
 
-def _is_ratio(value: Any, low: float, high: float, *, closed_high: bool = False) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return False
-    return low <= value < high or (closed_high and value == high)
+def _int_or_float(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("not a number")
+    return value
 
 
-def _check(s: Strategy):
-    """Yields a ConfigIssue for every rule the strategy breaks."""
-    p = "strategy."
-    if s.importance not in IMPORTANCE_CRITERIA:
-        yield ConfigIssue(p + "importance", f"must be one of {', '.join(IMPORTANCE_CRITERIA)}", s.importance)
-    for name in ("global_pruning", "isomorphic", "prune_num_heads", "prune_head_dims"):
-        if not isinstance(getattr(s, name), bool):
-            yield ConfigIssue(p + name, "must be true or false", getattr(s, name))
-    for kind, mult in s.group_multipliers.items():
-        if not _is_ratio(mult, 0.0, 4.0, closed_high=True):
-            yield ConfigIssue(f"{p}group_multipliers.{kind}", "must be a number in [0, 4]", mult)
-    if not _is_ratio(s.head_pruning_ratio, 0.0, 1.0):
-        yield ConfigIssue(p + "head_pruning_ratio", "must be in [0, 1)", s.head_pruning_ratio)
-    if s.head_pruning_ratio > 0 and not s.prune_num_heads:
-        yield ConfigIssue(p + "head_pruning_ratio", "needs prune_num_heads=true to take effect", s.head_pruning_ratio)
-    if s.round_to is not None and (isinstance(s.round_to, bool) or not isinstance(s.round_to, int) or s.round_to < 1):
-        yield ConfigIssue(p + "round_to", "must be a positive integer or null", s.round_to)
-    if isinstance(s.iterative_steps, bool) or not isinstance(s.iterative_steps, int) or not 1 <= s.iterative_steps <= 64:
-        yield ConfigIssue(p + "iterative_steps", "must be an integer in [1, 64]", s.iterative_steps)
-    if not _is_ratio(s.max_layer_pruning, 0.0, 1.0) or s.max_layer_pruning <= 0:
-        yield ConfigIssue(p + "max_layer_pruning", "must be in (0, 1)", s.max_layer_pruning)
-    for kind, cap in s.kind_max_pruning.items():
-        if not _is_ratio(cap, 0.0, 1.0):
-            yield ConfigIssue(f"{p}kind_max_pruning.{kind}", "must be in [0, 1)", cap)
-    if isinstance(s.min_channels, bool) or not isinstance(s.min_channels, int) or s.min_channels < 1:
-        yield ConfigIssue(p + "min_channels", "must be an integer >= 1", s.min_channels)
-    if s.target_kind not in TARGET_KINDS:
-        yield ConfigIssue(p + "target_kind", "must be 'macs' or 'params'", s.target_kind)
-    yield from _check_target(s, p)
-    yield from _check_recovery(s, p)
+def _registered(name: str) -> str:
+    if name not in IMPORTANCE_REGISTRY:
+        raise ValueError("not a registered importance criterion")
+    return name
 
 
-def _check_target(s: Strategy, p: str):
+def _number(**bounds: float) -> Any:
+    """An int or a finite float (never a bool) within ``bounds``."""
+    return Annotated[float, BeforeValidator(_int_or_float), Field(**bounds)]
+
+
+# Each checked field, in reporting order: its type and bounds (checked by pydantic, strictly: no strings
+# or bools for numbers, no NaN or inf) and the rule reported when its value breaks them.
+_RULES: dict[str, tuple[Any, str]] = {
+    "importance": (Annotated[str, AfterValidator(_registered)], "must be one of {criteria}"),
+    **dict.fromkeys(("global_pruning", "isomorphic", "prune_num_heads", "prune_head_dims"),
+                    (bool, "must be true or false")),
+    "group_multipliers": (Mapping[str, _number(ge=0.0, le=4.0)], "must be a number in [0, 4]"),
+    "head_pruning_ratio": (_number(ge=0.0, lt=1.0), "must be in [0, 1)"),
+    "round_to": (Annotated[int, Field(ge=1)] | None, "must be a positive integer or null"),
+    "iterative_steps": (Annotated[int, Field(ge=1, le=64)], "must be an integer in [1, 64]"),
+    "max_layer_pruning": (_number(gt=0.0, lt=1.0), "must be in (0, 1)"),
+    "kind_max_pruning": (Mapping[str, _number(ge=0.0, lt=1.0)], "must be in [0, 1)"),
+    "min_channels": (Annotated[int, Field(ge=1)], "must be an integer >= 1"),
+    "target_kind": (Literal[TARGET_KINDS], "must be 'macs' or 'params'"),
+    "target_reduction": (_number(gt=0.0, lt=1.0) | None, "must be a number in (0, 1) (the fraction removed)"),
+    "target_budget": (_number(gt=0.0) | None, "must be a positive number of MACs/params"),
+    "finetune_epochs": (_number(ge=0.0, lt=1e4), "must be a number >= 0"),
+    "finetune_steps": (Annotated[int, Field(ge=0)] | None, "must be an integer >= 0 or null"),
+    "learning_rate": (_number(gt=0.0, lt=10.0), "must be in (0, 10)"),
+    "weight_decay": (_number(ge=0.0, lt=10.0), "must be in [0, 10)"),
+    "kd_weight": (_number(ge=0.0, le=1.0), "must be in [0, 1]"),
+}
+_RULES_MODEL = create_model("StrategyRules", __config__=ConfigDict(strict=True, allow_inf_nan=False),
+                            **{name: (kind, ...) for name, (kind, _) in _RULES.items()})
+
+
+def _check(s: Strategy) -> list[ConfigIssue]:
+    """A ConfigIssue for every rule the strategy breaks, in ``_RULES`` order."""
+    issues = []
+    try:
+        _RULES_MODEL.model_validate({name: getattr(s, name) for name in _RULES})
+    except ValidationError as err:
+        names = ", ".join(criteria())
+        issues = [ConfigIssue(f"strategy.{i.path}", _RULES[i.path.split(".")[0]][1].format(criteria=names), i.value)
+                  for i in issues_from_pydantic(err)]
     if (s.target_reduction is None) == (s.target_budget is None):
-        yield ConfigIssue(p + "target_reduction", "exactly one of target_reduction and target_budget must be set",
-                          {"target_reduction": s.target_reduction, "target_budget": s.target_budget})
-    if s.target_reduction is not None and (not _is_ratio(s.target_reduction, 0.0, 1.0) or s.target_reduction <= 0):
-        yield ConfigIssue(p + "target_reduction", "must be a number in (0, 1) (the fraction removed)", s.target_reduction)
-    if s.target_budget is not None and (
-        isinstance(s.target_budget, bool) or not isinstance(s.target_budget, (int, float))
-        or not math.isfinite(s.target_budget) or s.target_budget <= 0
-    ):
-        yield ConfigIssue(p + "target_budget", "must be a positive number of MACs/params", s.target_budget)
-
-
-def _check_recovery(s: Strategy, p: str):
-    if not _is_ratio(s.finetune_epochs, 0.0, 1e4):
-        yield ConfigIssue(p + "finetune_epochs", "must be a number >= 0", s.finetune_epochs)
-    if s.finetune_steps is not None and (
-        isinstance(s.finetune_steps, bool) or not isinstance(s.finetune_steps, int) or s.finetune_steps < 0
-    ):
-        yield ConfigIssue(p + "finetune_steps", "must be an integer >= 0 or null", s.finetune_steps)
-    if not _is_ratio(s.learning_rate, 0.0, 10.0) or s.learning_rate <= 0:
-        yield ConfigIssue(p + "learning_rate", "must be in (0, 10)", s.learning_rate)
-    if not _is_ratio(s.weight_decay, 0.0, 10.0):
-        yield ConfigIssue(p + "weight_decay", "must be in [0, 10)", s.weight_decay)
-    if not _is_ratio(s.kd_weight, 0.0, 1.0, closed_high=True):
-        yield ConfigIssue(p + "kd_weight", "must be in [0, 1]", s.kd_weight)
+        targets = {"target_reduction": s.target_reduction, "target_budget": s.target_budget}
+        issues.insert(0, ConfigIssue("strategy.target_reduction",
+                                     "exactly one of target_reduction and target_budget must be set", targets))
+    if isinstance(s.head_pruning_ratio, (int, float)) and s.head_pruning_ratio > 0 and not s.prune_num_heads:
+        issues.append(ConfigIssue("strategy.head_pruning_ratio", "needs prune_num_heads=true to take effect",
+                                  s.head_pruning_ratio))
+    return sorted(issues, key=lambda issue: list(_RULES).index(issue.path.split(".")[1]))

@@ -9,7 +9,6 @@ range as float32), float16 with a ``GradScaler`` otherwise.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import time
@@ -20,22 +19,17 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from pydantic import Field, TypeAdapter, ValidationError
 from tqdm.auto import tqdm
 
+from multi_agent_pruning.config import FinetuneConfig, FineTuningAgentConfig, issues_from_pydantic
 from multi_agent_pruning.core.evaluation import Deadline, logits_of, resolve_device
-from multi_agent_pruning.exceptions import (
-    ConfigIssue,
-    ConfigurationError,
-    MultiAgentPruningError,
-    suggest_names,
-)
+from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, MultiAgentPruningError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["FineTuneConfig", "FineTuneResult", "NonFiniteLossError", "distillation_loss", "fine_tune", "lr_multiplier"]
 
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULERS = ("cosine", "step", "none")
 _SGD_MOMENTUM = 0.9
 _STEP_MILESTONES = (0.5, 0.75)  # fractions of the post-warm-up steps where "step" divides the lr by 10
 
@@ -44,44 +38,29 @@ class NonFiniteLossError(MultiAgentPruningError):
     """The training loss became NaN or infinite; the message names the step."""
 
 
-@dataclass(frozen=True)
-class FineTuneConfig:
-    """Recovery-training settings (validated on construction).
+class _TrainerFields(FinetuneConfig, FineTuningAgentConfig):
+    """The ``finetune`` section and the fine-tuning agent's optimizer and schedule, in one model."""
 
-    Attributes:
-        epochs: Passes over the training loader; fractional values allowed.
-        steps: Optimiser steps; overrides ``epochs`` when set.
-        lr: Peak learning rate (reached at the end of the warm-up).
-        weight_decay: Decoupled weight decay; not applied to biases and norm scales (1-D tensors).
-        warmup_ratio: Fraction of the steps with a linear warm-up from ``lr / warmup`` to ``lr``.
-        label_smoothing: Label smoothing of the cross-entropy, in [0, 1).
-        kd_weight: Weight of the distillation loss; the loss is ``(1 - w) * CE + w * KD``.
-        kd_temperature: Softmax temperature of the distillation loss.
-        amp: Mixed precision on CUDA (ignored on other devices).
-        gradient_clip: Maximum global gradient norm; None disables clipping.
-        optimizer: ``"adamw"`` or ``"sgd"`` (momentum 0.9).
-        scheduler: ``"cosine"`` decay to 0, ``"step"`` (x0.1 at 50% and 75%), or ``"none"``.
-        log_every: Log the loss every this many steps; 0 disables.
+    log_every: int = Field(50, ge=0, description="Log the training loss every this many steps; 0 = never.")
+
+
+_IN_CONFIG = TypeAdapter(dict[str, _TrainerFields])  # validates ``{"finetune": values}``: issues keyed finetune.<field>
+
+
+class FineTuneConfig(_TrainerFields):
+    """Recovery-training settings: the config's ``finetune`` section and the fine-tuning agent's
+    ``optimizer`` and ``scheduler`` (``agents.fine_tuning_agent``), with their defaults and rules.
+
+    Built directly, invalid values raise one :class:`ConfigurationError` whose issues are keyed
+    ``finetune.<field>`` exactly as in a configuration file.
     """
 
-    epochs: float = 1.0
-    steps: int | None = None
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_ratio: float = 0.1
-    label_smoothing: float = 0.1
-    kd_weight: float = 0.0
-    kd_temperature: float = 1.0
-    amp: bool = True
-    gradient_clip: float | None = None
-    optimizer: str = "adamw"
-    scheduler: str = "cosine"
-    log_every: int = 50
-
-    def __post_init__(self) -> None:
-        issues = list(_check_config(self))
-        if issues:
-            raise ConfigurationError("Invalid fine-tuning configuration:", issues)
+    def __init__(self, **values: Any) -> None:
+        try:
+            _IN_CONFIG.validate_python({"finetune": values})
+        except ValidationError as err:
+            raise ConfigurationError("Invalid fine-tuning configuration:", issues_from_pydantic(err)) from None
+        super().__init__(**values)
 
     @classmethod
     def from_strategy(cls, strategy: Any, **overrides: Any) -> FineTuneConfig:
@@ -93,11 +72,6 @@ class FineTuneConfig:
         Raises:
             ConfigurationError: An override names no field, or a value is invalid.
         """
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in overrides if k not in known]
-        if unknown:
-            raise ConfigurationError("Invalid fine-tuning configuration:", [
-                ConfigIssue(f"finetune.{k}", _unknown_rule(k, known), overrides[k]) for k in unknown])
         values = {"epochs": strategy.finetune_epochs, "steps": strategy.finetune_steps,
                   "lr": strategy.learning_rate, "weight_decay": strategy.weight_decay,
                   "kd_weight": strategy.kd_weight}
@@ -119,6 +93,7 @@ class FineTuneConfig:
             raise ConfigurationError("Invalid fine-tuning configuration:", [ConfigIssue(
                 "finetune.steps", "must be set when the train loader has no length", self.steps)])
         return max(1, math.floor(self.epochs * batches_per_epoch + 0.5))
+
 
 
 @dataclass
@@ -347,43 +322,3 @@ def _length(loader: Iterable) -> int | None:
         return len(loader)  # type: ignore[arg-type]
     except TypeError:
         return None
-
-
-def _unknown_rule(key: str, known: list[str]) -> str:
-    close = suggest_names(key, known)
-    return "unknown setting" + (f"; did you mean {', '.join(close)}?" if close else "")
-
-
-def _is_number(value: Any, low: float, high: float, *, open_high: bool = True) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return False
-    return low <= value < high if open_high else low <= value <= high
-
-
-def _check_config(c: FineTuneConfig) -> Iterator[ConfigIssue]:
-    p = "finetune."
-    if not _is_number(c.epochs, 0.0, 1e4):
-        yield ConfigIssue(p + "epochs", "must be a number >= 0", c.epochs)
-    if c.steps is not None and (isinstance(c.steps, bool) or not isinstance(c.steps, int) or c.steps < 0):
-        yield ConfigIssue(p + "steps", "must be an integer >= 0 or null", c.steps)
-    if not _is_number(c.lr, 0.0, 10.0) or c.lr <= 0:
-        yield ConfigIssue(p + "lr", "must be in (0, 10)", c.lr)
-    if not _is_number(c.weight_decay, 0.0, 10.0):
-        yield ConfigIssue(p + "weight_decay", "must be in [0, 10)", c.weight_decay)
-    for name in ("warmup_ratio", "label_smoothing"):
-        if not _is_number(getattr(c, name), 0.0, 1.0):
-            yield ConfigIssue(p + name, "must be in [0, 1)", getattr(c, name))
-    if not _is_number(c.kd_weight, 0.0, 1.0, open_high=False):
-        yield ConfigIssue(p + "kd_weight", "must be in [0, 1]", c.kd_weight)
-    if not _is_number(c.kd_temperature, 0.0, 1e3) or c.kd_temperature <= 0:
-        yield ConfigIssue(p + "kd_temperature", "must be a positive number", c.kd_temperature)
-    if not isinstance(c.amp, bool):
-        yield ConfigIssue(p + "amp", "must be true or false", c.amp)
-    if c.gradient_clip is not None and (not _is_number(c.gradient_clip, 0.0, math.inf) or c.gradient_clip <= 0):
-        yield ConfigIssue(p + "gradient_clip", "must be a positive number or null", c.gradient_clip)
-    if c.optimizer not in OPTIMIZERS:
-        yield ConfigIssue(p + "optimizer", f"must be one of {', '.join(OPTIMIZERS)}", c.optimizer)
-    if c.scheduler not in SCHEDULERS:
-        yield ConfigIssue(p + "scheduler", f"must be one of {', '.join(SCHEDULERS)}", c.scheduler)
-    if isinstance(c.log_every, bool) or not isinstance(c.log_every, int) or c.log_every < 0:
-        yield ConfigIssue(p + "log_every", "must be an integer >= 0 (0 disables)", c.log_every)

@@ -46,9 +46,9 @@ class Registry(Generic[T]):
         except KeyError:
             raise UnknownNameError(self.kind, name, self._entries) from None
 
-    def names(self) -> list[str]:
-        """Registered names, sorted."""
-        return sorted(self._entries)
+    def names(self, *, sort: bool = True) -> list[str]:
+        """Registered names, sorted (or in registration order)."""
+        return sorted(self._entries) if sort else list(self._entries)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
