@@ -3,7 +3,6 @@ of it with tiny timeouts, plus a small strategy-proposal context."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,9 +37,9 @@ def llm_server() -> Iterator[OpenAICompatibleServer]:
 
 @pytest.fixture
 def llm_settings(llm_server: OpenAICompatibleServer) -> LLMSettings:
-    """Settings pointing at ``llm_server``: 0.5 s timeout, 2 retries, 10 ms backoff."""
+    """Settings pointing at ``llm_server``: 0.5 s timeout, 2 retries (openai's backoff)."""
     return LLMSettings(model="test-model", base_url=llm_server.base_url, api_key=TEST_API_KEY,
-                       temperature=0.0, timeout=0.5, max_retries=2, backoff_base=0.01, backoff_max=0.5)
+                       temperature=0.0, timeout=0.5, max_retries=2)
 
 
 @pytest.fixture
@@ -48,7 +47,7 @@ def make_llm_client(llm_settings: LLMSettings) -> Callable[..., LLMClient]:
     """``make_llm_client(**changes)``: a client of ``llm_settings`` with ``changes`` applied."""
 
     def make(**changes: Any) -> LLMClient:
-        return LLMClient(dataclasses.replace(llm_settings, **changes))
+        return LLMClient(LLMSettings.from_config(llm_settings, **changes))
 
     return make
 

@@ -22,7 +22,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from multi_agent_pruning.core.strategy import IMPORTANCE_CRITERIA, Strategy
+from multi_agent_pruning.config import LLMConfig
+from multi_agent_pruning.core.importance import criteria
+from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.exceptions import ConfigurationError, LLMError
 
 __all__ = [
@@ -42,8 +44,8 @@ logger = logging.getLogger(__name__)
 # Owned by the user (the target) and by the safety analysis (per-kind caps, channel floor):
 # whatever the model proposes for them, the base strategy's values are kept.
 FIXED_FIELDS = ("target_kind", "target_reduction", "target_budget", "kind_max_pruning", "min_channels")
-#: Largest multiple of the configured fine-tuning budget a proposal may ask for.
-DEFAULT_MAX_FINETUNE_FACTOR = 4.0
+#: Largest multiple of the configured fine-tuning budget a proposal may ask for (``llm.max_finetune_factor``).
+DEFAULT_MAX_FINETUNE_FACTOR = LLMConfig.model_fields["max_finetune_factor"].default
 #: Largest ``round_to`` a proposal may set (hardware alignment needs 8 to 128).
 MAX_ROUND_TO = 256
 _MAX_HISTORY = 20
@@ -51,7 +53,6 @@ _MAX_REASONING_CHARS = 4000
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 
 _FIELD_RULES = {
-    "importance": f"one of {', '.join(IMPORTANCE_CRITERIA)}",
     "global_pruning": "true or false: rank channels across layers",
     "isomorphic": "true or false: rank globally only among structurally identical groups",
     "group_multipliers": "object {group kind: number in [0, 4]}; kinds must be from the profile",
@@ -302,7 +303,8 @@ def _check_recovery_budget(strategy: Strategy, base: Strategy,
 
 def _schema() -> dict[str, str]:
     """What the model may set: every strategy field but the fixed ones."""
-    return {f.name: _FIELD_RULES.get(f.name, f"see Strategy.{f.name} ({f.type})")
+    rules = {**_FIELD_RULES, "importance": f"one of {', '.join(criteria())}"}  # registered when asked
+    return {f.name: rules.get(f.name, f"see Strategy.{f.name} ({f.type})")
             for f in dataclasses.fields(Strategy) if f.name not in FIXED_FIELDS}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,11 +121,7 @@ class ExperimentConfig(ConfigModel):
 
     def llm_api_key(self) -> str | None:
         """The LLM API key: ``llm.api_key`` if set, else the variable named by ``llm.api_key_env``."""
-        if self.llm.api_key is not None:
-            return self.llm.api_key.get_secret_value()
-        if self.llm.api_key_env:
-            return os.environ.get(self.llm.api_key_env) or None
-        return None
+        return self.llm.resolve_api_key()
 
     def llm_enabled(self) -> bool:
         """Whether strategies come from the LLM (``search.policy``, with ``auto`` resolved)."""

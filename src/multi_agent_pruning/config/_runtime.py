@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Literal
 
@@ -24,6 +25,7 @@ __all__ = [
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MEMORY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)\s*", re.IGNORECASE)
+_OPENAI_MAX_BACKOFF_S = 8.0  # openai's longest wait between attempts without a Retry-After
 _UNIT_BYTES = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -43,11 +45,22 @@ class LLMConfig(ConfigModel):
         description="Name of the environment variable that holds the API key (the name, never the key).",
     )
     temperature: float = Field(0.2, ge=0.0, le=2.0, description="Sampling temperature.")
-    timeout: float = Field(30, gt=0.0, description="Seconds before one request is abandoned.")
-    max_retries: int = Field(2, ge=0, description="Retries of a failed request.")
+    timeout: float = Field(30, gt=0.0, description=(
+        "Seconds an attempt may wait to connect and for each read of the reply, then it is retried "
+        "(a limit per read: total_timeout cuts a reply that trickles in)."))
+    max_retries: int = Field(2, ge=0, description=(
+        "Retries by the openai client of a timeout, a connection error or HTTP 408/409/429/5xx, after "
+        "its backoff (0.5 s doubling, at most 8 s) or the server's Retry-After; none for a 429 of a "
+        "spent quota or a Retry-After longer than the time left."))
     cache_dir: str | None = Field(None, description="Directory caching replies by request hash.")
     replay: bool = Field(False, description="Answer only from cache_dir; never call the API.")
     max_tokens: int = Field(2048, ge=1, description="Largest reply length in tokens.")
+    max_reply_chars: int = Field(200_000, ge=1, description="Longer replies are rejected (then repaired once).")
+    total_timeout: float | None = Field(None, gt=0.0, description=(
+        "Seconds one proposal may spend on the LLM in all (attempts, retry waits and the repair "
+        "request), a hard wall-clock limit; null = (max_retries + 1) * timeout + max_retries * 8."))
+    max_finetune_factor: float = Field(4.0, gt=0.0, description=(
+        "Largest fine-tuning budget a proposal may ask for, as a multiple of the finetune section's."))
 
     @field_validator("api_key", "api_key_env", mode="before")
     @classmethod
@@ -68,6 +81,23 @@ class LLMConfig(ConfigModel):
         if self.replay and self.cache_dir is None:
             raise cross_field_error([(("cache_dir",), "must be set when llm.replay is true", None)])
         return self
+
+    def time_budget(self) -> float:
+        """Seconds one proposal may spend on the LLM: ``total_timeout``, else the longest
+        openai's retries take, ``(max_retries + 1) * timeout + max_retries * 8`` (its longest wait)."""
+        if self.total_timeout is not None:
+            return self.total_timeout
+        return (self.max_retries + 1) * self.timeout + self.max_retries * _OPENAI_MAX_BACKOFF_S
+
+    def resolve_api_key(self) -> str | None:
+        """The explicit key, else the one in ``api_key_env``; None when neither is set."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        return (os.environ.get(self.api_key_env) or None) if self.api_key_env else None
+
+    def is_configured(self) -> bool:
+        """Whether the LLM can be asked: a key, a local ``base_url``, or replay from a cache."""
+        return self.resolve_api_key() is not None or self.base_url is not None or self.replay
 
 
 class DistributedConfig(ConfigModel):
