@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 
-from multi_agent_pruning.agents.master import llm_token_columns, llm_token_shares, strategy_view
+from multi_agent_pruning.agents.analysis import Verdict
+from multi_agent_pruning.agents.master import llm_token_columns, llm_token_shares
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 from multi_agent_pruning.search.searcher import MasterSearcher
@@ -38,14 +39,14 @@ def test_tokens_follow_approved_clamped_and_rejected_strategies():
     shares = llm_token_shares([_Call(1, 600, 20), _Call(1, 301, 10), _Call(0, 999, 999)], proposed)
     clamped = Strategy(importance="fpgm", target_reduction=0.5, group_multipliers={"mlp": 1.5})
     assert clamped.key() != proposed[2].key()
-    checked = {"approved": [strategy_view(proposed[0]), strategy_view(clamped)],
-               "rejected": [{"strategy": strategy_view(proposed[1]), "reasons": ["too aggressive"]}]}
+    checked = Verdict(approved=[proposed[0], clamped], rejected=[{"strategy": proposed[1], "reasons": ["too aggressive"]}],
+                      changes=[], mode="warn", safety_checks={})
     rows: list[TrialResult] = []
     searcher = _searcher(rows)
     # As MasterSearcher._next_batch does with the analysis agent's answer:
-    searcher._record_rejected(checked["rejected"][0], 0, llm_token_columns(shares, checked["rejected"][0]["strategy"]))
-    searcher.queue = [Strategy.from_dict(s) for s in checked["approved"]]
-    searcher._remember_tokens(shares, [strategy_view(s) for s in proposed], checked)
+    searcher._record_rejected(checked.rejected[0], 0, llm_token_columns(shares, checked.rejected[0]["strategy"]))
+    searcher.queue = list(checked.approved)
+    searcher._remember_tokens(shares, proposed, checked)
     for index, strategy in enumerate(list(searcher.queue)):
         searcher.running[f"t{index}"] = (strategy, 0)
         searcher.on_trial_complete(f"t{index}", _report(strategy, f"t{index}"))

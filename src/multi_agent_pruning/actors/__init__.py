@@ -1,6 +1,7 @@
 """Thin Ray actor wrappers of the agents.
 
-Each actor holds one plain agent (tested without Ray) and forwards ``execute``. The master
+Each actor holds one plain agent (tested without Ray) and forwards ``execute`` (and the typed
+``MasterAgent.propose`` / ``AnalysisAgent.check`` the searcher calls). The master
 actor restarts on failure (``max_restarts``) and rebuilds its memory of past iterations from
 the result table, so a crash loses nothing the table has.
 
@@ -18,6 +19,8 @@ from typing import Any
 import ray
 
 from multi_agent_pruning.agents import AnalysisAgent, MasterAgent, ProfilingAgent
+from multi_agent_pruning.agents.analysis import Verdict
+from multi_agent_pruning.agents.master import Proposal
 
 __all__ = ["AGENT_RUNTIME_ENV", "AnalysisActor", "MasterActor", "ProfilingActor", "create_actors"]
 
@@ -50,12 +53,18 @@ class ProfilingActor(_AgentActor):
 class AnalysisActor(_AgentActor):
     agent_class = AnalysisAgent
 
+    def check(self, *args: Any, **kwargs: Any) -> Verdict:
+        return self.agent.check(*args, **kwargs)
+
 
 @ray.remote(max_restarts=3, max_task_retries=3, runtime_env=AGENT_RUNTIME_ENV)
 class MasterActor(_AgentActor):
     """The master agent; on (re)start it replays the best score per iteration from the table."""
 
     agent_class = MasterAgent
+
+    def propose(self, *args: Any, **kwargs: Any) -> Proposal:
+        return self.agent.propose(*args, **kwargs)
 
     def __init__(self, config: dict[str, Any] | None = None, store_root: str | None = None,
                  experiment: str | None = None, method: str | None = None) -> None:

@@ -9,7 +9,8 @@ layer by layer, so no strategy leaves this agent able to prune past a limit.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from multi_agent_pruning.agents.base import BaseAgent
@@ -18,7 +19,7 @@ from multi_agent_pruning.core.profile import Profile
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.exceptions import ConfigurationError
 
-__all__ = ["AnalysisAgent", "kind_limit", "estimate_kind_ratios"]
+__all__ = ["AnalysisAgent", "Verdict", "kind_limit", "estimate_kind_ratios"]
 
 DEFAULT_LIMITS = {"max_overall_pruning": 0.8, "max_mlp_pruning": 0.9, "max_attention_pruning": 0.9,
                   "max_conv_pruning": 0.9, "min_channels": 4, "min_heads": 1}
@@ -53,6 +54,17 @@ def estimate_kind_ratios(profile: Profile, strategy: Strategy, reduction: float)
     return {k: min(0.999, hi * mult[k]) for k in kinds}
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What :meth:`AnalysisAgent.check` decided; ``execute`` returns it as a dict."""
+
+    approved: list[Strategy]
+    rejected: list[dict[str, Any]]
+    changes: list[dict[str, Any]]
+    mode: str
+    safety_checks: dict[str, Any]
+
+
 class AnalysisAgent(BaseAgent):
     """Validates strategies against a profile; config key ``safety_enforcement`` (strict|warn)."""
 
@@ -60,26 +72,37 @@ class AnalysisAgent(BaseAgent):
         return "Safety analyst: checks pruning strategies against the model profile and safety limits."
 
     def execute(self, input_data: dict[str, Any]) -> dict[str, Any]:
+        """The API reference's form of :meth:`check`: strategies as dicts."""
+        verdict = self.check(input_data.get("strategies", []), input_data["profile_results"],
+                             target=input_data.get("target"), safety_limits=input_data.get("safety_limits"))
+        rejected = [{"strategy": item["strategy"] if isinstance(item["strategy"], dict) else _as_dict(item["strategy"]),
+                     "reasons": item["reasons"]} for item in verdict.rejected]
+        return self.result(approved=[strategy_view(s) for s in verdict.approved], rejected=rejected,
+                           **{k: v for k, v in vars(verdict).items() if k not in ("approved", "rejected")})
+
+    def check(self, strategies: Sequence[Any], profile: Any, *, target: Mapping[str, Any] | None = None,
+              safety_limits: Mapping[str, Any] | None = None) -> Verdict:
+        """Approves (possibly clamped, ``warn``) or rejects each of ``strategies`` (Strategies or
+        dicts); a rejected item keeps what was proposed, with every reason."""
         mode = self.config.get("safety_enforcement", "strict")
         if mode not in ("strict", "warn"):
             raise ConfigurationError(f"agents.analysis_agent.safety_enforcement must be 'strict' or 'warn', got {mode!r}")
-        profile = _as_profile(input_data["profile_results"])
-        limits = {**DEFAULT_LIMITS, **dict(profile.safety_limits or {}), **dict(input_data.get("safety_limits") or {})}
+        profile = _as_profile(profile)
+        limits = {**DEFAULT_LIMITS, **dict(profile.safety_limits or {}), **dict(safety_limits or {})}
         approved, rejected, changes = [], [], []
         with self.profiler.timer("check"):
-            for raw in input_data.get("strategies", []):
-                strategy, reasons, changed = self._check(raw, profile, limits, mode, input_data.get("target"))
+            for raw in strategies:
+                strategy, reasons, changed = self._check(raw, profile, limits, mode, target)
                 if strategy is None:
-                    rejected.append({"strategy": raw if isinstance(raw, dict) else _as_dict(raw), "reasons": reasons})
+                    rejected.append({"strategy": raw, "reasons": reasons})
                 else:
-                    approved.append(strategy_view(strategy))
+                    approved.append(strategy)
                     if changed:
                         changes.append({"strategy_key": strategy.key(), "changes": changed})
         for item in rejected:
             self.logger.info("rejected strategy: %s", "; ".join(item["reasons"]))
-        return self.result(approved=approved, rejected=rejected, changes=changes, mode=mode,
-                           safety_checks={"limits": limits, "checked": len(approved) + len(rejected),
-                                          "rejected": len(rejected), "clamped": len(changes)})
+        return Verdict(approved, rejected, changes, mode, {"limits": limits, "checked": len(approved) + len(rejected),
+                                                           "rejected": len(rejected), "clamped": len(changes)})
 
     def _check(self, raw: Any, profile: Profile, limits: Mapping[str, Any], mode: str,
                target: Mapping[str, Any] | None) -> tuple[Strategy | None, list[str], list[str]]:

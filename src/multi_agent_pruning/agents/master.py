@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from multi_agent_pruning.agents.base import BaseAgent
@@ -12,7 +12,7 @@ from multi_agent_pruning.agents.policy import BuiltinPolicy, Observation, sensit
 from multi_agent_pruning.core.profile import Profile
 from multi_agent_pruning.core.strategy import Strategy
 
-__all__ = ["MasterAgent", "history_observations", "llm_token_columns", "llm_token_shares", "strategy_view"]
+__all__ = ["MasterAgent", "Proposal", "history_observations", "llm_token_columns", "llm_token_shares", "strategy_view"]
 
 
 def strategy_view(strategy: Strategy) -> dict[str, Any]:
@@ -71,6 +71,21 @@ def llm_token_columns(shares: Mapping[str, Mapping[str, int | None]], strategy: 
     return {**empty, **dict(shares.get(key) or {})}
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """One batch of the master (:meth:`MasterAgent.propose`); ``execute`` returns it as a dict."""
+
+    strategies: tuple[Strategy, ...]
+    continue_iterations: bool
+    stop_reason: str | None
+    confidence: float
+    directives: dict[str, Any]
+    source: str
+    llm: dict[str, Any]
+    llm_tokens: dict[str, dict[str, int | None]]
+    revision_number: int
+
+
 class MasterAgent(BaseAgent):
     """Proposes a batch of distinct strategies per iteration, with an LLM or the built-in policy.
 
@@ -103,25 +118,35 @@ class MasterAgent(BaseAgent):
         return "Master of a structural pruning search: proposes strategies and decides when to stop."
 
     def execute(self, input_data: dict[str, Any]) -> dict[str, Any]:
+        """The API reference's form of :meth:`propose`: strategies as dicts with its aliases."""
+        proposal = self.propose(
+            input_data["profile_results"], _base_strategy(input_data), input_data.get("history", []),
+            pending=[_as_strategy(item) for item in input_data.get("pending") or []],
+            iteration=int(input_data.get("revision_number", 0)), batch_size=input_data.get("batch_size"),
+            safety_limits=input_data.get("safety_limits"))
+        views = [strategy_view(s) for s in proposal.strategies]
+        return self.result(strategy=views[0] if views else None, strategies=views,
+                           **{k: v for k, v in vars(proposal).items() if k != "strategies"})
+
+    def propose(self, profile: Any, base: Strategy, history: Sequence[Mapping[str, Any]], *,
+                pending: Sequence[Strategy] = (), iteration: int = 0, batch_size: int | None = None,
+                safety_limits: Mapping[str, Any] | None = None) -> Proposal:
+        """The next batch of distinct strategies (see the class docstring for the inputs)."""
         with self.profiler.timer("propose"):
-            profile = _as_profile(input_data["profile_results"])
-            base = _base_strategy(input_data)
-            iteration = int(input_data.get("revision_number", 0))
-            batch_size = int(input_data.get("batch_size", self.config.get("batch_size", 4)))
-            history = history_observations(input_data.get("history", []))
-            pending = [_as_strategy(item) for item in input_data.get("pending") or []]
+            profile = _as_profile(profile)
+            batch_size = int(self.config.get("batch_size", 4) if batch_size is None else batch_size)
+            observed = history_observations(list(history))
             kinds = profile.kinds
-            strategies, source, llm_info = self._propose(profile, kinds, base, history, batch_size, iteration,
-                                                         input_data, pending)
+            strategies, source, llm_info = self._propose(profile, kinds, base, observed, batch_size, iteration,
+                                                         safety_limits, list(pending))
         tokens = llm_info.pop("tokens", {})
-        best = max((o.score for o in history if o.score is not None), default=None)
-        cont, reason = self._should_continue(iteration, best, history)
-        return self.result(
-            strategy=strategy_view(strategies[0]) if strategies else None,
-            strategies=[strategy_view(s) for s in strategies],
+        best = max((o.score for o in observed if o.score is not None), default=None)
+        cont, reason = self._should_continue(iteration, best, observed)
+        return Proposal(
+            strategies=tuple(strategies),
             continue_iterations=cont and bool(strategies),
             stop_reason=None if cont and strategies else (reason or "no new strategy to propose"),
-            confidence=_confidence(history, batch_size),
+            confidence=_confidence(observed, batch_size),
             directives={
                 "source": source,
                 "sensitivity_multipliers": sensitivity_multipliers(kinds),
@@ -129,20 +154,16 @@ class MasterAgent(BaseAgent):
                 "most_sensitive_kinds": _order_kinds(kinds)[::-1][:2],
                 "best_score": best,
             },
-            source=source,
-            llm=llm_info,
-            llm_tokens=tokens,
-            revision_number=iteration,
-        )
+            source=source, llm=llm_info, llm_tokens=tokens, revision_number=iteration)
 
-    def _propose(self, profile: Profile, kinds, base, history, batch_size, iteration, input_data,
-                 pending: list[Strategy] = ()):
+    def _propose(self, profile: Profile, kinds, base, history, batch_size, iteration, safety_limits,
+                 pending: list[Strategy]):
         has_attention = any(g.num_heads for g in profile.groups)
         llm_info: dict[str, Any] = {"used": False}
         strategies: list[Strategy] = []
         source = "builtin"
         if self.llm_client is not None:
-            strategies, llm_info = self._ask_llm(profile, kinds, base, history, batch_size, input_data, pending)
+            strategies, llm_info = self._ask_llm(profile, kinds, base, history, batch_size, safety_limits, pending)
             source = "llm" if strategies else "builtin (llm fallback)"
         elif not self._said_no_llm:
             self.logger.info("no LLM configured: the master uses its built-in search policy")
@@ -155,10 +176,10 @@ class MasterAgent(BaseAgent):
                                               has_attention=has_attention)
         return strategies[:batch_size], source, llm_info
 
-    def _ask_llm(self, profile, kinds, base, history, batch_size, input_data, pending: list[Strategy] = ()):
+    def _ask_llm(self, profile, kinds, base, history, batch_size, safety_limits, pending: list[Strategy]):
         from multi_agent_pruning.agents.llm import propose_with_llm
 
-        limits = dict(input_data.get("safety_limits") or profile.safety_limits or {})
+        limits = dict(safety_limits or profile.safety_limits or {})
         context = {
             "model_name": profile.model_name, "architecture_type": profile.architecture_type,
             "groups": {k: {"macs_share": round(v["macs_share"], 4), "sensitivity": v["sensitivity"],

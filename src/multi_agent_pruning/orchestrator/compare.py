@@ -17,16 +17,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from ray import tune
 
+from multi_agent_pruning.agents import ProfilingAgent
 from multi_agent_pruning.agents.policy import BuiltinPolicy
 from multi_agent_pruning.config import ExperimentConfig, config_to_dict, load_config, load_config_dict
-from multi_agent_pruning.core.profile import profile_model
 from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, UnknownNameError
 from multi_agent_pruning.methods import list_methods
 from multi_agent_pruning.orchestrator.experiment import write_run_report
-from multi_agent_pruning.orchestrator.prepare import ExperimentPaths, base_strategy, build_context, print_progress
+from multi_agent_pruning.orchestrator.prepare import (
+    ExperimentPaths, base_strategy, build_context, print_progress, profile_request, profiling_agent_config,
+)
 from multi_agent_pruning.orchestrator.ray_runtime import init_ray
 from multi_agent_pruning.orchestrator.tune_run import build_tuner, concurrency, fit_search, profile_with_actor, run_search
 from multi_agent_pruning.orchestrator.targets import target_overrides
@@ -203,10 +204,13 @@ def run_single_strategy(method, model_name: str, target_macs: float, dataset: st
     cfg = load_config(config_path, overrides=extra) if config_path else load_config_dict({}, overrides=extra)
     paths = ExperimentPaths(Path(output_dir) if output_dir else cfg.output_path() / method.name)
     context = build_context(cfg, method=method.name, run=0)
-    kinds = list(profile_model(context.model, torch.randn(*context.input_shape)).kinds)
+    kinds = list(ProfilingAgent(profiling_agent_config(cfg)).execute(profile_request(cfg, context))["profile"]["kinds"])
     strategy = method.make_strategy(base_strategy(cfg), kinds)
     row = evaluate_strategy(strategy, context, trial_id=f"{method.name}-{int(time.time() * 1000)}", iteration=0)
-    ResultStore(paths.results).append(row)
+    sink = RowSink(ResultStore(paths.results))
+    sink(row)
+    if sink.error is not None:
+        raise sink.error
     return {"method": method.name, "status": row.status, "error": row.error, "final_accuracy": row.top1_after,
             "accuracy_before_finetune": row.top1_before, "final_macs": row.macs, "params": row.params,
             "macs_reduction": row.macs_reduction, "target_error": row.target_error,

@@ -7,9 +7,7 @@ import json
 
 from multi_agent_pruning.agents import ProfilingAgent
 from multi_agent_pruning.config import load_config, load_config_dict
-from multi_agent_pruning.data import take_calibration_batches
-from multi_agent_pruning.orchestrator.dense import load_experiment_data, prepare_dense_model
-from multi_agent_pruning.orchestrator.prepare import profiling_agent_config
+from multi_agent_pruning.orchestrator.prepare import build_context, profile_request, profiling_agent_config
 
 __all__ = ["profile_from_args"]
 
@@ -22,17 +20,12 @@ def profile_from_args(args: argparse.Namespace) -> str:
     if args.dataset:
         overrides.append(f"dataset.name={args.dataset}")
     cfg = load_config(args.config, overrides=overrides) if args.config else load_config_dict({}, overrides=overrides)
-    bundle = load_experiment_data(cfg)
-    model, _ = prepare_dense_model(cfg, bundle)
-    calibration = take_calibration_batches(bundle, cfg.agents.profiling_agent.calibration_batches,
-                                           cfg.effective_dataset().batch_size)
-    out = ProfilingAgent(profiling_agent_config(cfg)).execute(
-        {"model": model, "model_name": cfg.model.name, "dataset": bundle.info.name,
-         "input_size": tuple(bundle.info.input_size), "calibration": calibration})
+    context = build_context(cfg, method="profile", run=0)
+    out = ProfilingAgent(profiling_agent_config(cfg)).execute(profile_request(cfg, context))
     profile = out["profile"]
     if args.json:
         return json.dumps(profile, indent=2, default=str)
-    lines = [f"{cfg.model.name} on {bundle.info.name}: {profile['architecture_type']}, "
+    lines = [f"{cfg.model.name} on {context.dataset}: {profile['architecture_type']}, "
              f"{profile['base_macs'] / 1e6:.2f} M MACs, {profile['base_params'] / 1e6:.3f} M params"
              + (" (cached)" if out["cached"] else ""),
              f"{'kind':<22} {'groups':>6} {'channels':>8} {'MACs share':>10} {'sensitivity':>11}"]

@@ -21,6 +21,7 @@ import torch
 from multi_agent_pruning.config import ExperimentConfig, config_to_dict
 from multi_agent_pruning.core.engine import count_macs_params
 from multi_agent_pruning.core.strategy import Strategy
+from multi_agent_pruning.data import take_calibration_batches
 from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError
 from multi_agent_pruning.orchestrator.dense import load_experiment_data, prepare_dense_model
 from multi_agent_pruning.orchestrator.ray_runtime import resolve_address
@@ -110,6 +111,15 @@ def profiling_agent_config(cfg: ExperimentConfig) -> dict[str, Any]:
     return {"enable_caching": cache.enabled, "cache_duration": cache.max_age_s, "cache_dir": cache.directory,
             "sensitivity_fraction": agent_cfg.sensitivity_fraction, "calibration_batches": agent_cfg.calibration_batches,
             "safety_limits": cfg.effective_safety_limits().model_dump()}
+
+
+def profile_request(cfg: ExperimentConfig, context: TrialContext) -> dict[str, Any]:
+    """The profiling agent's input for the dense model of ``context``: the one way the search,
+    the comparisons, ``mapruner profile`` and single baseline runs ask for a profile."""
+    calibration = take_calibration_batches(context.bundle, cfg.agents.profiling_agent.calibration_batches,
+                                           context.batch_size)
+    return {"model": context.model, "model_name": context.model_name, "dataset": context.dataset,
+            "input_size": context.input_shape[1:], "calibration": calibration}
 
 
 def check_writable(paths: ExperimentPaths) -> None:

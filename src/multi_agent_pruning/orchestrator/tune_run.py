@@ -15,11 +15,11 @@ from ray.tune.search import ConcurrencyLimiter
 from multi_agent_pruning.actors import ProfilingActor, create_actors
 from multi_agent_pruning.config import ExperimentConfig
 from multi_agent_pruning.core.strategy import Strategy
-from multi_agent_pruning.data import take_calibration_batches
 from multi_agent_pruning.orchestrator.prepare import (
     ExperimentPaths,
     base_strategy,
     print_progress,
+    profile_request,
     profiling_agent_config,
 )
 from multi_agent_pruning.search.interrupt import InterruptStopper, raise_if_interrupted, requested, searching
@@ -59,11 +59,7 @@ def concurrency(cfg: ExperimentConfig) -> int:
 def profile_with_actor(cfg: ExperimentConfig, context: TrialContext) -> dict[str, Any]:
     """Runs the profiling agent as a Ray actor on the dense model."""
     actor = ProfilingActor.remote(profiling_agent_config(cfg))
-    calibration = take_calibration_batches(context.bundle, cfg.agents.profiling_agent.calibration_batches,
-                                           context.batch_size)
-    out = ray.get(actor.execute.remote({
-        "model": context.model, "model_name": context.model_name, "dataset": context.dataset,
-        "input_size": context.input_shape[1:], "calibration": calibration}))
+    out = ray.get(actor.execute.remote(profile_request(cfg, context)))
     ray.kill(actor)
     return out["profile"]
 

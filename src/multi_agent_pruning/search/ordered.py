@@ -66,6 +66,13 @@ class IssueOrder:
         self.revealed = max(self.revealed, upto)
         return out
 
+    def take(self, at_least: int = 0) -> list[tuple[Hashable, Any]] | None:
+        """What the next proposal may see, revealed: the finished trials up to the first
+        ``issued - lag`` (at least ``at_least``, at most all issued), in issue order; None while
+        one of them still runs (the proposal waits for it)."""
+        upto = min(self.issued, max(self.issued - self.lag, at_least))
+        return self.reveal(upto) if self.ready(upto) else None
+
     def unrevealed(self) -> list[Hashable]:
         """Issued trials not revealed yet (running, or finished out of order), in issue order."""
         return self.order[self.revealed:]
@@ -97,10 +104,10 @@ class InOrderSearcher(Searcher):
         return ok
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        upto = max(0, self.order.issued - self.order.lag)
-        if not self.order.ready(upto):
+        seen = self.order.take()
+        if seen is None:
             return None  # an earlier trial still runs: wait for it, whoever finished first
-        self._hand_over(upto)
+        self._hand_over(seen)
         suggestion = self.searcher.suggest(trial_id)
         if suggestion not in (None, Searcher.FINISHED):
             self.order.issue(trial_id)
@@ -120,15 +127,15 @@ class InOrderSearcher(Searcher):
         # Intermediate results: TPE and NSGA-II do not sample from them; the trials report once.
         self.searcher.on_trial_result(trial_id, result)
 
-    def _hand_over(self, upto: int) -> None:
-        for trial_id, (result, error) in self.order.reveal(upto):
+    def _hand_over(self, revealed: list) -> None:
+        for trial_id, (result, error) in revealed:
             self.searcher.on_trial_complete(trial_id, result=result, error=error)
 
     def _hand_over_finished(self) -> None:
         upto = self.order.revealed
         while upto < self.order.issued and self.order.order[upto] in self.order.finished:
             upto += 1
-        self._hand_over(upto)
+        self._hand_over(self.order.reveal(upto))
 
     def add_evaluated_point(self, *args, **kwargs) -> None:
         self.searcher.add_evaluated_point(*args, **kwargs)

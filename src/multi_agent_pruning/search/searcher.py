@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
 from ray.tune.search import Searcher
 
+from multi_agent_pruning.agents.analysis import Verdict
 from multi_agent_pruning.agents.master import llm_token_columns
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.results.trial import TrialResult, strategy_columns
@@ -81,7 +82,6 @@ class MasterSearcher(Searcher):
         self.stop_reason: str | None = None
         self.iterations_run = 0
         self.order = IssueOrder(reveal_lag) if reveal_lag is not None else None
-        self.revealed_at_last_batch = -1
         #: ``llm_*_tokens`` columns of the queued and running strategies the LLM proposed, by
         #: the key of their approved form (see :meth:`_remember_tokens`).
         self.tokens: dict[str, dict[str, int | None]] = {}
@@ -137,44 +137,39 @@ class MasterSearcher(Searcher):
         """Moves the results the next batch may see into the history (issue order); False while
         one of them still runs. The batch sees all but the last ``lag`` issued trials, and at
         least one result more than the previous batch (as the unordered path waits for one)."""
-        order = self.order
-        issued = order.issued
-        upto = issued if issued == 0 else min(issued, max(issued - order.lag, self.revealed_at_last_batch + 1))
-        if not order.ready(upto):
+        seen = self.order.take(at_least=self.order.revealed + 1)
+        if seen is None:
             return False
-        for trial_id, seen in order.reveal(upto):
-            self.history.append(seen)
+        for trial_id, result in seen:
+            self.history.append(result)
             self.running.pop(trial_id, None)
-        self.revealed_at_last_batch = upto
         return True
 
     def _next_batch(self, attempts: int = 3) -> None:
         for _ in range(attempts):
             size = min(self.batch_size, self.budget - self.issued)
-            proposal = ray.get(self.master.execute.remote({
-                "profile_results": self.profile, "base_strategy": self.base.to_dict(), "history": self.history,
-                "pending": [strategy.to_dict() for strategy, _ in self.running.values()],
-                "revision_number": self.iteration, "batch_size": size}))
+            proposal = ray.get(self.master.propose.remote(
+                self.profile, self.base, self.history, pending=[strategy for strategy, _ in self.running.values()],
+                iteration=self.iteration, batch_size=size))
             self.completed_since_proposal = 0
-            if not proposal["continue_iterations"]:
-                self.finished, self.stop_reason = True, proposal.get("stop_reason")
+            if not proposal.continue_iterations:
+                self.finished, self.stop_reason = True, proposal.stop_reason
                 logger.info("master stops the search: %s", self.stop_reason)
                 return
-            checked = ray.get(self.analysis.execute.remote({
-                "profile_results": self.profile, "strategies": proposal["strategies"], "target": self.target}))
-            shares = proposal.get("llm_tokens") or {}
-            for index, item in enumerate(checked["rejected"]):
+            checked = ray.get(self.analysis.check.remote(proposal.strategies, self.profile, target=self.target))
+            shares = proposal.llm_tokens
+            for index, item in enumerate(checked.rejected):
                 self._record_rejected(item, index, llm_token_columns(shares, item["strategy"]) if shares else None)
-            self.queue = [Strategy.from_dict(s) for s in checked["approved"]]
+            self.queue = list(checked.approved)
             if shares:
-                self._remember_tokens(shares, proposal["strategies"], checked)
+                self._remember_tokens(shares, proposal.strategies, checked)
             self.iteration += 1
             self.iterations_run += 1
             if self.queue:
                 return
         self.finished, self.stop_reason = True, "the analysis agent rejected every proposal"
 
-    def _remember_tokens(self, shares: dict, proposed: list[dict], checked: dict[str, Any]) -> None:
+    def _remember_tokens(self, shares: dict, proposed: Sequence[Strategy], checked: Verdict) -> None:
         """Keeps the token columns of each approved strategy for its row.
 
         The master keys its token shares by the proposed strategies; the analysis agent may
@@ -182,7 +177,7 @@ class MasterSearcher(Searcher):
         proposal either approved or rejected (unchanged), so the approved ones are the proposals
         that are not among the rejected, in order.
         """
-        rejected = [item["strategy"] for item in checked["rejected"]]
+        rejected = [item["strategy"] for item in checked.rejected]
         kept = [raw for raw in proposed if raw not in rejected]
         if len(kept) != len(self.queue):  # not the partition described: match by key alone
             kept = list(self.queue)
