@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 import logging
 import time
-import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,15 +21,9 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from multi_agent_pruning.core.graph import (
-    GroupInfo,
-    attention_heads,
-    classifier_layers,
-    describe_groups,
-    update_attention_modules,
-)
+from multi_agent_pruning.core.graph import classifier_layers, update_attention_modules
 from multi_agent_pruning.core.importance import create_importance, needs_gradients, prepare_importance
-from multi_agent_pruning.core.planner import CachedImportance, Scope, SelectionPlanner
+from multi_agent_pruning.core.planner import CachedImportance, Scope, SelectionPlanner, build_scopes, plan
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.exceptions import PruningError, suggest_names
 
@@ -106,58 +100,10 @@ def count_macs_params(model: nn.Module, example_inputs: torch.Tensor) -> tuple[f
     return float(macs), int(params)
 
 
-def build_scopes(groups: list[GroupInfo], strategy: Strategy) -> list[Scope]:
-    """Ranking scopes for ``strategy`` over the model's groups.
-
-    * isomorphic: one scope per isomorphic signature, exactly as torch-pruning's isomorphic mode
-      ranks (split further by kind when per-kind multipliers differ);
-    * global, no per-kind multipliers: a single scope over all groups (plain global ranking);
-    * global with multipliers: one scope per kind, each at its multiplied ratio;
-    * local: one scope per kind; torch-pruning then ranks each layer on its own.
-    """
-    multipliers = strategy.group_multipliers
-    kinds = sorted({g.kind for g in groups})
-    unknown = sorted((set(multipliers) | set(strategy.kind_max_pruning)) - set(kinds))
-    if unknown:
-        hints = {k: suggest_names(k, kinds) for k in unknown}
-        raise PruningError(
-            f"strategy names group kinds this model does not have: {unknown} "
-            f"(suggestions: {hints}); the model's kinds are {kinds}"
-        )
-    uniform = len({multipliers.get(k, 1.0) for k in kinds}) <= 1
-    if strategy.isomorphic and strategy.global_pruning and uniform:
-        key_of = lambda g: ("isomorphic", g.signature)  # noqa: E731
-    elif strategy.isomorphic and strategy.global_pruning:
-        key_of = lambda g: (g.kind, g.signature)  # noqa: E731
-    elif strategy.global_pruning and uniform:
-        key_of = lambda g: ("all", "")  # noqa: E731
-    else:
-        key_of = lambda g: (g.kind, "")  # noqa: E731
-    buckets: dict[tuple[str, str], list[GroupInfo]] = {}
-    for g in groups:
-        buckets.setdefault(key_of(g), []).append(g)
-    scopes = []
-    for i, ((kind, _), members) in enumerate(buckets.items()):
-        mult = multipliers.get(kind, next(iter(multipliers.values()), 1.0))
-        caps = [strategy.kind_max_pruning[g.kind] for g in members if g.kind in strategy.kind_max_pruning]
-        scopes.append(Scope(name=f"{kind}:{i}", kind=kind, keys=tuple(g.key for g in members),
-                            multiplier=float(mult), channels=sum(g.channels for g in members),
-                            cap=min(caps) if caps else None))
-    return scopes
-
-
-def apply_strategy(
-    model: nn.Module,
-    strategy: Strategy,
-    example_inputs: torch.Tensor,
-    calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
-    *,
-    inplace: bool = False,
-    tolerance: float = 0.005,
-    max_calibration_batches: int = 4,
-    max_attempts: int = 3,
-    deadline: Deadline | None = None,
-) -> PruneResult:
+def apply_strategy(model: nn.Module, strategy: Strategy, example_inputs: torch.Tensor,
+                   calibration: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None, *, inplace: bool = False,
+                   tolerance: float = 0.005, max_calibration_batches: int = 4, max_attempts: int = 3,
+                   deadline: Deadline | None = None) -> PruneResult:
     """Prunes ``model`` with ``strategy`` to its MACs/params target.
 
     Args:
@@ -185,7 +131,7 @@ def apply_strategy(
     start = time.perf_counter()
     calibration = list(calibration) if calibration is not None else None
     aim_factor, result = 1.0, None
-    check = deadline.check if deadline is not None else _no_limit
+    check = deadline.check if deadline is not None else (lambda: None)
     for attempt in range(1, max_attempts + 1):
         check()
         work = model if inplace else copy.deepcopy(model)
@@ -205,10 +151,6 @@ def apply_strategy(
     return result
 
 
-def _no_limit() -> None:
-    return None
-
-
 def _better(a: PruneResult, b: PruneResult, tolerance: float) -> bool:
     """Within tolerance beats outside; outside, under the budget beats over it; then closer wins."""
     def rank(r: PruneResult) -> tuple[int, float]:
@@ -220,56 +162,44 @@ def _better(a: PruneResult, b: PruneResult, tolerance: float) -> bool:
 def _prune_once(model, strategy, example_inputs, calibration, tolerance, max_batches, aim_factor,
                 check) -> PruneResult:
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    device = next(model.parameters()).device
-    example_inputs = example_inputs.to(device)
-    ignored = _ignored_layers(model, strategy)
-    importance = create_importance(strategy.importance)
-    prepare_importance(strategy.importance, importance, model, calibration, max_batches, device)
-    cached = CachedImportance(importance)
-    timings["importance_gradients"] = time.perf_counter() - clock
+    with _stage(timings, "importance_gradients"):
+        device = next(model.parameters()).device
+        example_inputs = example_inputs.to(device)
+        ignored = _ignored_layers(model, strategy)
+        cached = CachedImportance(create_importance(strategy.importance))
+        prepare_importance(strategy.importance, cached.importance, model, calibration, max_batches, device)
     check()
-
-    clock = time.perf_counter()
-    pruner = _build_pruner(model, strategy, example_inputs, cached, ignored)
-    raw_groups = list(pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
-                                               root_module_types=pruner.root_module_types))
-    groups = describe_groups(model, example_inputs, DG=pruner.DG, ignored_layers=ignored, raw_groups=raw_groups)
-    if not groups:
-        raise PruningError(f"{type(model).__name__} has no prunable layer groups")
-    scopes = build_scopes(groups, strategy)
-    planner = SelectionPlanner(pruner, model, example_inputs, groups, scopes)
-    planner._full_groups = raw_groups
-    planner.min_channels = strategy.min_channels
-    for info in groups:
-        cap = strategy.kind_max_pruning.get(info.kind)
-        if cap is not None:
-            planner.root_caps[(id(info.group[0].dep.target.module), info.group[0].dep.handler)] = cap
-    timings["graph"] = time.perf_counter() - clock
+    with _stage(timings, "graph"):
+        planner = plan(model, strategy, example_inputs, cached, ignored)
     check()
-
-    clock = time.perf_counter()
-    base = planner.base_macs if strategy.target_kind == "macs" else float(planner.base_params)
-    target = strategy.target_macs_or_params(base)
-    if not 0 < target < base:
-        raise PruningError(
-            f"target of {target:.4g} {strategy.target_kind} is not below the dense model's {base:.4g}")
-    ratios, predicted = _search_ratios(planner, strategy, target * aim_factor, tolerance, check)
-    timings["search"] = time.perf_counter() - clock
+    with _stage(timings, "search"):
+        target = _target(planner, strategy)
+        ratios, predicted = _search_ratios(planner, strategy, target * aim_factor, tolerance, check)
     logger.debug("ratio search: %d dry runs in %.2fs", planner.dry_runs, timings["search"])
-
-    clock = time.perf_counter()
-    _prune_for_real(planner, strategy, ratios, cached, model, calibration, max_batches, device, check)
-    update_attention_modules(model, pruner.num_heads)
-    model.zero_grad(set_to_none=True)
-    timings["prune"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    macs, params = count_macs_params(model, example_inputs)
-    timings["count"] = time.perf_counter() - clock
+    with _stage(timings, "prune"):
+        _prune_for_real(planner, strategy, ratios, cached, model, calibration, max_batches, device, check)
+        update_attention_modules(model, planner.pruner.num_heads)
+        model.zero_grad(set_to_none=True)
+    with _stage(timings, "count"):
+        macs, params = count_macs_params(model, example_inputs)
     return PruneResult(model=model, base_macs=planner.base_macs, base_params=planner.base_params, macs=macs,
                        params=params, target=target, target_kind=strategy.target_kind, ratios=ratios,
                        predicted=predicted, seconds=sum(timings.values()), timings=timings)
+
+
+@contextmanager
+def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
+    clock = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - clock
+
+
+def _target(planner: SelectionPlanner, strategy: Strategy) -> float:
+    base = planner.base_macs if strategy.target_kind == "macs" else float(planner.base_params)
+    target = strategy.target_macs_or_params(base)
+    if not 0 < target < base:
+        raise PruningError(f"target of {target:.4g} {strategy.target_kind} is not below the dense model's {base:.4g}")
+    return target
 
 
 def _ignored_layers(model: nn.Module, strategy: Strategy) -> list[nn.Module]:
@@ -283,57 +213,34 @@ def _ignored_layers(model: nn.Module, strategy: Strategy) -> list[nn.Module]:
     return ignored
 
 
-def _build_pruner(model, strategy, example_inputs, importance, ignored) -> tp.pruner.BasePruner:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch-pruning warns about unwrapped parameters
-            return tp.pruner.BasePruner(
-                model, example_inputs, importance=importance, global_pruning=strategy.global_pruning,
-                pruning_ratio=0.0, pruning_ratio_dict=None, max_pruning_ratio=strategy.max_layer_pruning,
-                iterative_steps=strategy.iterative_steps, ignored_layers=ignored, round_to=strategy.round_to,
-                # Fresh dicts: torch-pruning's defaults are shared mutable arguments.
-                in_channel_groups={}, out_channel_groups={}, num_heads=attention_heads(model),
-                prune_num_heads=strategy.prune_num_heads, prune_head_dims=strategy.prune_head_dims,
-                head_pruning_ratio=strategy.head_pruning_ratio, root_module_types=[tp.ops.TORCH_CONV, tp.ops.TORCH_LINEAR],
-            )
-    except PruningError:
-        raise
-    except Exception as err:
-        raise PruningError(f"torch-pruning could not prepare {type(model).__name__}: {err}") from err
-
-
 def _ratios_at(scopes: list[Scope], scale: float, cap: float) -> dict[str, float]:
     return {s.name: min(s.cap if s.cap is not None else cap, max(0.0, scale * s.multiplier)) for s in scopes}
 
 
 class _Candidates:
-    """The closest dry run so far, and the closest that does not exceed the budget."""
+    """Every dry run so far, as ``(distance to the aim, ratios, value)``; the first closest wins."""
 
     def __init__(self, aim: float, tolerance: float) -> None:
-        self.aim, self.tolerance = aim, tolerance
-        self.closest: tuple[float, dict, float] | None = None
-        self.under: tuple[float, dict, float] | None = None
+        self.aim, self.tolerance, self.runs = aim, tolerance, []
 
     def add(self, ratios: dict[str, float], value: float) -> None:
-        entry = (abs(value - self.aim), ratios, value)
-        if self.closest is None or entry[0] < self.closest[0]:
-            self.closest = entry
-        if value <= self.aim and (self.under is None or entry[0] < self.under[0]):
-            self.under = entry
+        self.runs.append((abs(value - self.aim), ratios, value))
 
     @property
     def distance(self) -> float:
-        return self.closest[0] if self.closest else float("inf")
+        return min((run[0] for run in self.runs), default=float("inf"))
 
     def choice(self) -> tuple[dict[str, float], float]:
         """Within tolerance: the closest; otherwise rather under the budget than over it."""
-        pick = self.closest
-        if pick[0] > self.aim * self.tolerance and self.under is not None:
-            pick = self.under
+        pick = min(self.runs, key=lambda run: run[0])
+        under = [run for run in self.runs if run[2] <= self.aim]
+        if pick[0] > self.aim * self.tolerance and under:
+            pick = min(under, key=lambda run: run[0])
         return pick[1], pick[2]
 
 
-def _search_ratios(planner: SelectionPlanner, strategy: Strategy, aim: float, tolerance: float, check):
+def _search_ratios(planner: SelectionPlanner, strategy: Strategy, aim: float, tolerance: float,
+                   check: Callable[[], None]) -> tuple[dict[str, float], float]:
     """Bisection of the common ratio, then of one fine-grained scope if needed."""
     index = 0 if strategy.target_kind == "macs" else 1
     cap = strategy.max_layer_pruning
