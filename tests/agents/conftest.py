@@ -10,7 +10,7 @@ import pytest
 
 from multi_agent_pruning.agents.llm import LLMClient, LLMSettings
 from multi_agent_pruning.core.strategy import Strategy
-from multi_agent_pruning.testing.llm_server import OpenAICompatibleServer
+from support.llm_server import OpenAICompatibleServer
 
 TEST_API_KEY = "sk-test-planted-0123456789abcdef"
 

@@ -17,7 +17,7 @@ from multi_agent_pruning.agents import (
 )
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.data import create_loaders, load_dataset
-from multi_agent_pruning.testing.llm_server import reply, reply_json
+from support.llm_server import reply, reply_json
 from multi_agent_pruning.testing.tiny import TinyResNet, calibration_batches, train_briefly
 from multi_agent_pruning.utils.metrics import register_metric
 

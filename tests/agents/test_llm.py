@@ -28,7 +28,7 @@ from multi_agent_pruning.config import LLMConfig
 from multi_agent_pruning.core.importance import IMPORTANCE_REGISTRY
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.exceptions import ConfigurationError, LLMError
-from multi_agent_pruning.testing.llm_server import (
+from support.llm_server import (
     close_connection,
     delay,
     drip,

@@ -148,7 +148,7 @@ def llm_chaos_run(run_prune, short_tmp) -> LLMRun:
     logs, records or caches would show. It is shared by the secret-leak test and the worker-death
     test: each search costs about a minute on 2 cores.
     """
-    from multi_agent_pruning.testing.llm_server import (
+    from support.llm_server import (
         OpenAICompatibleServer,
         reply,
         reply_json,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pytest
 
 from multi_agent_pruning.agents.llm import LLMSettings
-from multi_agent_pruning.testing.llm_server import (
+from support.llm_server import (
     CHAT_PATH,
     OpenAICompatibleServer,
     drip,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from multi_agent_pruning.testing.llm_server import CHAT_PATH
+from support.llm_server import CHAT_PATH
 
 REPO = Path(__file__).resolve().parents[2]
 

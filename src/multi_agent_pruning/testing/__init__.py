@@ -1,31 +1,5 @@
-"""Helpers for testing code built on multi_agent_pruning (shipped, like ``optuna.testing``).
-
-:mod:`multi_agent_pruning.testing.llm_server` holds a scripted OpenAI-compatible HTTP server;
-:mod:`multi_agent_pruning.testing.ray_workers` finds the idle workers Ray prestarts.
+"""Helpers that Ray workers and the benchmarks import by module path, so they ship with the
+package: tiny trained models (:mod:`multi_agent_pruning.testing.tiny`) and the idle workers Ray
+prestarts (:mod:`multi_agent_pruning.testing.ray_workers`). The scripted OpenAI-compatible
+server of the tests lives in ``tests/support/llm_server.py``.
 """
-
-from multi_agent_pruning.testing.llm_server import (
-    Behaviour,
-    OpenAICompatibleServer,
-    RecordedRequest,
-    close_connection,
-    delay,
-    empty,
-    reply,
-    reply_json,
-    status,
-    unused_port,
-)
-
-__all__ = [
-    "Behaviour",
-    "OpenAICompatibleServer",
-    "RecordedRequest",
-    "close_connection",
-    "delay",
-    "empty",
-    "reply",
-    "reply_json",
-    "status",
-    "unused_port",
-]
