@@ -647,3 +647,10 @@ def test_proposal_tokens_are_split_over_its_strategies(llm_server, make_llm_clie
     again = propose_with_llm(make_llm_client(cache_dir=str(tmp_path)), **proposal_kwargs)
     assert [r.attempts for r in again.records] == [0, 0] and len(llm_server.chat_requests) == 2
     assert set(llm_token_shares(again.records, again.strategies)[l2].values()) == {None}
+
+
+def test_settings_built_in_code_report_keys_of_the_llm_section():
+    with pytest.raises(ConfigurationError) as info:
+        LLMSettings(timout=5)
+    (issue,) = info.value.issues
+    assert issue.path == "llm.timout" and issue.rule == "unknown key; did you mean 'timeout'?"

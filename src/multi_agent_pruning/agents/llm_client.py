@@ -17,12 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pydantic import ValidationError
-
 from multi_agent_pruning.agents.llm_schema import LLMReplyError
 from multi_agent_pruning.agents.llm_transport import Call, Transport
-from multi_agent_pruning.config import LLMConfig, issues_from_pydantic, mask_secrets
-from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, LLMError
+from multi_agent_pruning.config import LLMConfig, section_issues
+from multi_agent_pruning.exceptions import ConfigurationError, LLMError
 from multi_agent_pruning.utils.atomic import atomic_write
 
 __all__ = ["LLMSettings", "LLMClient", "LLMReply", "LLMCallRecord", "LLMServiceError"]
@@ -38,12 +36,10 @@ class LLMSettings(LLMConfig):
     :class:`ConfigurationError` naming each ``llm.<field>``, as ``load_config`` reports them."""
 
     def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as err:
-            issues = [ConfigIssue(f"llm.{issue.path}", issue.rule, mask_secrets(issue.path, issue.value))
-                      for issue in issues_from_pydantic(err)]
-            raise ConfigurationError("Invalid LLM settings:", issues) from None
+        issues = section_issues("llm", LLMConfig, values)
+        if issues:
+            raise ConfigurationError("Invalid LLM settings:", issues)
+        super().__init__(**values)
 
     @classmethod
     def from_config(cls, config: LLMConfig, **overrides: Any) -> LLMSettings:

@@ -34,6 +34,7 @@ from ._loader import (
     config_to_dict,
     load_config,
     load_config_dict,
+    section_issues,
     validate_config_file,
 )
 from ._secrets import mask_secrets, redact_urls
@@ -65,6 +66,7 @@ __all__ = [
     "render_config_reference",
     "issues_from_pydantic",
     "mask_secrets",
+    "section_issues",
     "redact_urls",
     "ExperimentConfig",
     "CacheSettings",

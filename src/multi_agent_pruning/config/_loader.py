@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from ..exceptions import ConfigIssue, ConfigurationError
@@ -18,7 +20,8 @@ from ._overrides import Overrides, overrides_to_tree
 from ._secrets import mask_secrets, redact_tree
 from ._yaml import deep_merge, load_tree, normalize_aliases, parent_paths
 
-__all__ = ["load_config", "load_config_dict", "apply_overrides", "config_to_dict", "validate_config_file"]
+__all__ = ["load_config", "load_config_dict", "apply_overrides", "config_to_dict", "section_issues",
+           "validate_config_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +151,22 @@ def _validate(
         raise ConfigurationError(f"Invalid configuration {source} ({count}):", issues)
     logger.debug("Loaded configuration %s (experiment %s)", source, cfg.experiment.name)
     return cfg
+
+
+def section_issues(section: str, model: type, values: Mapping[str, Any]) -> list[ConfigIssue]:
+    """The problems of ``values`` as the config section ``section`` (a settings object built in
+    code), reported as ``load_config`` reports them: keyed ``section.<field>``, unknown keys with
+    suggestions from that section, secrets masked. Empty when valid."""
+    try:
+        _section_adapter(model).validate_python({section: dict(values)})
+    except PydanticValidationError as err:
+        return [_without_secrets(issue) for issue in issues_from_pydantic(err)]
+    return []
+
+
+@functools.cache
+def _section_adapter(model: type) -> TypeAdapter:
+    return TypeAdapter(dict[str, model])
 
 
 def _without_secrets(issue: ConfigIssue) -> ConfigIssue:

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field
 from tqdm.auto import tqdm
 
-from multi_agent_pruning.config import FinetuneConfig, FineTuningAgentConfig, issues_from_pydantic
+from multi_agent_pruning.config import FinetuneConfig, FineTuningAgentConfig, section_issues
 from multi_agent_pruning.core.evaluation import Deadline, logits_of, resolve_device
 from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, MultiAgentPruningError
 
@@ -44,9 +44,6 @@ class _TrainerFields(FinetuneConfig, FineTuningAgentConfig):
     log_every: int = Field(50, ge=0, description="Log the training loss every this many steps; 0 = never.")
 
 
-_IN_CONFIG = TypeAdapter(dict[str, _TrainerFields])  # validates ``{"finetune": values}``: issues keyed finetune.<field>
-
-
 class FineTuneConfig(_TrainerFields):
     """Recovery-training settings: the config's ``finetune`` section and the fine-tuning agent's
     ``optimizer`` and ``scheduler`` (``agents.fine_tuning_agent``), with their defaults and rules.
@@ -56,10 +53,9 @@ class FineTuneConfig(_TrainerFields):
     """
 
     def __init__(self, **values: Any) -> None:
-        try:
-            _IN_CONFIG.validate_python({"finetune": values})
-        except ValidationError as err:
-            raise ConfigurationError("Invalid fine-tuning configuration:", issues_from_pydantic(err)) from None
+        issues = section_issues("finetune", _TrainerFields, values)
+        if issues:
+            raise ConfigurationError("Invalid fine-tuning configuration:", issues)
         super().__init__(**values)
 
     @classmethod
