@@ -40,7 +40,7 @@ def add_subcommands(sub, add_config_arguments: Callable[[argparse.ArgumentParser
     compare = sub.add_parser("compare", help="compare methods at the same trial budget, seeds and fine-tune budget")
     _add_run_arguments(compare, add_config_arguments)
     compare.add_argument("--methods", help="comma-separated: multi_agent,magnitude_l1,magnitude_l2,taylor,"
-                                           "isomorphic,random,optuna_tpe (default: baselines.methods)")
+                                           "isomorphic,random,optuna_tpe (default: baselines.methods, or every method)")
     compare.add_argument("--num-runs", type=int, help="repetitions with different seeds (baselines.num_runs)")
     compare.add_argument("--trials-per-method", type=int, help="trial budget of every method (search.trials)")
     compare.add_argument("--output-dir", help="comparison directory (default: <experiment.output_dir>/<name>)")

@@ -31,7 +31,7 @@ import torch_pruning as tp
 from multi_agent_pruning.exceptions import CompatibilityError
 
 __all__ = ["RAY_OPTIONAL", "RAY_PRIVATE", "TESTED_VERSIONS", "TORCH_PRUNING_PRIVATE", "TORCH_PRUNING_PRUNER_STATE",
-           "TORCH_PRUNING_USES", "DrySelection", "capped_step", "check_ray", "check_torch_pruning",
+           "TORCH_PRUNING_USES", "DrySelection", "capped_step", "channel_groups", "check_ray", "check_torch_pruning",
            "counted_modules", "dry_step", "install_scopes", "missing_attributes", "schedule_ratios", "set_num_heads"]
 
 logger = logging.getLogger(__name__)
@@ -185,6 +185,13 @@ def set_num_heads(pruner, qkv, heads: int) -> None:
         pruner.out_channel_groups[qkv] = heads
 
 
+@_relies_on("1.6.1", f"{_PRUNER}_get_channel_groups", "pruner.in_channel_groups", "pruner.out_channel_groups")
+def channel_groups(pruner, group) -> int:
+    """The channel groups ``_prune`` gives ``group`` (grouped convolutions, GroupNorm, heads): it
+    selects the same offsets in each of them."""
+    return int(pruner._get_channel_groups(group))
+
+
 class DrySelection(list):
     """What a dry step yields in place of a pruning group (empty): the root and the chosen indices."""
 
@@ -243,11 +250,12 @@ def dry_step(pruner, cap: Callable, groups: list, rerooted: dict[int, object]) -
 
 
 @_relies_on("1.6.1", *_SELECTION)
-def capped_step(pruner, cap: Callable) -> None:
+def capped_step(pruner, cap: Callable, prune: Callable = lambda group: group.prune()) -> None:
     """One ``pruner.step`` in which each group prunes ``cap(module, fn, idxs)`` of its selected channels.
 
     Only the selections are capped: ``_prune`` also calls ``DG.get_pruning_group`` to enumerate the
     groups (every channel) and to re-root attention groups, and those calls reach the real one.
+    Each selected group is handed to ``prune`` (``step()`` itself calls ``group.prune()``).
     """
     DG = pruner.DG
     real_get_group, real_get_all = DG.get_pruning_group, DG.get_all_groups
@@ -262,7 +270,8 @@ def capped_step(pruner, cap: Callable) -> None:
                    (DG, "get_all_groups", get_all_groups),
                    (pruner, "_downstream_node_as_root_if_attention",
                     lambda group: _unhooked(DG, real_get_group, real_reroot, group))):
-        pruner.step()
+        for group in pruner.step(interactive=True):
+            prune(group)
 
 
 def _names(pruner_state: bool) -> tuple[str, ...]:

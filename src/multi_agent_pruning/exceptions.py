@@ -18,6 +18,7 @@ __all__ = [
     "UnknownNameError",
     "DatasetNotFoundError",
     "PruningError",
+    "InfeasibleTargetError",
     "ValidationError",
     "LLMError",
     "CheckpointError",
@@ -80,7 +81,19 @@ class DatasetNotFoundError(ConfigurationError):
 
 
 class PruningError(MultiAgentPruningError):
-    """A pruning operation failed (unsupported layer, target unreachable, ...)."""
+    """A pruning operation failed (unsupported layer, target unreachable, no trial produced a model, ...).
+
+    Attributes:
+        result: What was measured and stored before the failure (the summary of a search whose
+            trials all failed, the row of a baseline run), or None.
+    """
+
+    def __init__(self, message: str, *, result: dict | None = None) -> None:
+        self.result = result
+        super().__init__(message)
+
+    def __reduce__(self):  # Ray pickles errors of its workers; keep the result across the trip
+        return _rebuild_pruning_error, (type(self), self.args[0] if self.args else "", self.result)
 
 
 class ValidationError(MultiAgentPruningError):
@@ -124,6 +137,20 @@ class TrialTimeoutError(MultiAgentPruningError):
 
     def __reduce__(self):  # Ray pickles errors of its workers; keep every field across the trip
         return type(self), (self.limit_s, self.stage, self.elapsed_s, self.detail)
+
+
+class InfeasibleTargetError(ConfigurationError, PruningError):
+    """A target no structural pruning of the model can meet (found before any trial runs):
+    bad input, and a pruning that cannot be done, so both ``except`` clauses catch it."""
+
+    def __reduce__(self):
+        return type(self), (self.args[0] if self.args else "",)
+
+
+def _rebuild_pruning_error(cls: type, message: str, result: dict | None) -> PruningError:
+    error = cls.__new__(cls)
+    PruningError.__init__(error, message, result=result)
+    return error
 
 
 def suggest_names(name: str, known: Iterable[str], limit: int = 3) -> list[str]:

@@ -282,3 +282,27 @@ def test_deadline_without_limit_changes_nothing():
     limited = fine_tune(twin, _toy_loader(3), config, device="cpu", seed=3, deadline=Deadline(None))
     assert limited.steps == plain.steps == 12 and limited.loss_history == plain.loss_history
     assert torch.equal(model.weight, twin.weight)
+
+
+def test_gradient_checkpointing_is_turned_on_where_the_model_supports_it(caplog):
+    """hardware.gpu.gradient_checkpointing reaches the single-process fine-tune (it used to be read
+    only on the data-parallel path)."""
+    import logging
+
+    import timm
+
+    from multi_agent_pruning.agents import FineTuningAgent
+    from multi_agent_pruning.core import Strategy
+    from multi_agent_pruning.core.training import set_gradient_checkpointing
+
+    vit = timm.create_model("test_vit", num_classes=3, img_size=32)
+    assert not vit.grad_checkpointing
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 3, (8,))
+    FineTuningAgent({"gradient_checkpointing": True}).execute(
+        {"model": vit, "train_loader": [(x, y)], "strategy": Strategy(finetune_steps=1), "device": "cpu"})
+    assert vit.grad_checkpointing is True
+    caplog.set_level(logging.WARNING)
+    plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    assert set_gradient_checkpointing(plain) is False and set_gradient_checkpointing(plain) is False
+    assert [r.getMessage() for r in caplog.records] == [
+        "gradient checkpointing asked for, but Sequential has no set_grad_checkpointing(); training without it"]

@@ -61,6 +61,7 @@ def _best_model_trial(out: Path) -> str:
     return json.loads((out / "best_model" / "model.json").read_text())["metadata"]["trial_id"]
 
 
+@pytest.mark.slow  # ~2 min: CI runs it in `make test-reliability`; the quick SIGINT/SIGTERM checks are in tests/orchestrator/test_interrupt_handlers.py
 def test_sigint_stops_cleanly_and_resume_finishes_the_run(tmp_path, clean_env):
     env = clean_env()
     out, cache = tmp_path / "exp", tmp_path / "cache"

@@ -6,36 +6,20 @@ import time
 from pathlib import Path
 
 import pytest
-import timm
 import torch
 from huggingface_hub import constants
-from safetensors.torch import save_file
 
 from multi_agent_pruning.exceptions import ConfigurationError
 from multi_agent_pruning.models import create_model
 from multi_agent_pruning.models.pretrained import hub_reachable
 from multi_agent_pruning.tools import ModelDownloader
+from support.hub_cache import fill_hub_cache
 
 
 @pytest.fixture
 def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     return tmp_path
-
-
-def fill_cache(cache: Path, timm_name: str) -> torch.nn.Module:
-    """Writes random weights in the layout huggingface_hub uses for a downloaded repo."""
-    hub_id = timm.models.get_pretrained_cfg(timm_name).hf_hub_id
-    repo = cache / f"models--{hub_id.replace('/', '--')}"
-    commit = "0" * 40
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    (repo / "snapshots" / commit).mkdir(parents=True)
-    torch.manual_seed(0)
-    model = timm.create_model(timm_name)
-    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(repo / "snapshots" / commit / "model.safetensors"))
-    return model
 
 
 def test_offline_batch_reports_each_failure(empty_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,7 +51,7 @@ def test_plain_offline_fails_fast(empty_cache: Path, monkeypatch: pytest.MonkeyP
 
 def test_cached_weights_load_without_network(empty_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    source = fill_cache(empty_cache, "mobilenetv2_100")
+    source = fill_hub_cache(empty_cache, "mobilenetv2_100")
     results = ModelDownloader().download_models(["mobilenetv2_100", "efficientnet_b0"])
     assert (results["mobilenetv2_100"]["status"], results["mobilenetv2_100"]["error"]) == ("ok", None)
     assert results["efficientnet_b0"]["status"] == "failed"

@@ -8,7 +8,7 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from multi_agent_pruning.exceptions import ConfigurationError, ResultStoreError, UnknownNameError
+from multi_agent_pruning.exceptions import ValidationError
 from multi_agent_pruning.results import ResultStore
 from multi_agent_pruning.validation import PAPER_TARGETS, PaperReproductionValidator
 
@@ -68,11 +68,28 @@ def test_everything_is_skipped_without_data(no_datasets, tmp_path):
 
 def test_bad_arguments_are_rejected(tmp_path):
     validator = PaperReproductionValidator(output_dir=tmp_path / "out", runner=RecordingRunner(None, {}))
-    with pytest.raises(ConfigurationError, match="num_runs must be a positive integer, got 0"):
+    with pytest.raises(ValidationError, match="num_runs must be a positive integer, got 0"):
         validator.validate_all_targets(num_runs=0)
-    with pytest.raises(UnknownNameError, match="Unknown paper target 'deit_4.2g'"):
+    with pytest.raises(ValidationError, match="Unknown paper target 'deit_4.2g'. Did you mean: isomorphic_deit_4.2g"):
         validator.validate_all_targets(targets=["deit_4.2g"])
+    with pytest.raises(ValidationError, match="Unknown method 'magnitude_l3'. Did you mean: magnitude_l2, magnitude_l1"):
+        validator.validate_all_targets(methods=["multi_agent", "magnitude_l3"])
+    with pytest.raises(ValidationError, match="methods must name at least one method"):
+        validator.validate_all_targets(methods=[])
     assert not (tmp_path / "out").exists()
+    assert validator.runner.calls == []
+
+
+def test_reference_snippet_catches_validation_error(tmp_path, capsys):
+    """The API reference's ``except ValidationError`` block runs for an invalid request."""
+    validator = PaperReproductionValidator(output_dir=tmp_path / "out", runner=RecordingRunner(None, {}))
+    try:
+        validator.validate_all_targets(methods=["multi-agent"])
+    except ValidationError as e:
+        print(f"Validation failed: {e}")
+    out = capsys.readouterr().out
+    assert out.startswith("Validation failed: Invalid validation request: Unknown method 'multi-agent'. Did you mean: "
+                          "multi_agent")
 
 
 def test_dataset_path_comes_from_the_config(no_datasets, tmp_path):
@@ -178,5 +195,8 @@ def test_generate_visualizations_writes_the_report(comparison_store, tmp_path):
 
 def test_generate_visualizations_without_results(tmp_path):
     validator = PaperReproductionValidator(output_dir=tmp_path / "out")
-    with pytest.raises(ResultStoreError, match="No trial results under .*out; run validate_all_targets"):
+    with pytest.raises(ValidationError, match="No trial results under .*out; run validate_all_targets"):
         validator.generate_visualizations()
+    with pytest.raises(ValidationError, match="No trial results under .*out; run validate_all_targets"):
+        validator.analyze_results()
+    assert not (tmp_path / "out" / "analysis.json").exists()

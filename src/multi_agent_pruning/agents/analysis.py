@@ -14,24 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from multi_agent_pruning.agents.base import BaseAgent
+from multi_agent_pruning.agents.limits import DEFAULT_LIMITS, cap_strategy, kind_limit
 from multi_agent_pruning.agents.master import _as_profile, strategy_view
 from multi_agent_pruning.core.profile import Profile
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.exceptions import ConfigurationError
 
-__all__ = ["AnalysisAgent", "Verdict", "kind_limit", "estimate_kind_ratios"]
-
-DEFAULT_LIMITS = {"max_overall_pruning": 0.8, "max_mlp_pruning": 0.9, "max_attention_pruning": 0.9,
-                  "max_conv_pruning": 0.9, "min_channels": 4, "min_heads": 1}
-
-
-def kind_limit(kind: str, limits: Mapping[str, Any]) -> float:
-    """The safety limit that applies to a group kind."""
-    if kind == "attention":
-        return float(limits["max_attention_pruning"])
-    if kind in ("mlp", "embed"):
-        return float(limits["max_mlp_pruning"])
-    return float(limits["max_conv_pruning"])
+__all__ = ["AnalysisAgent", "DEFAULT_LIMITS", "Verdict", "kind_limit", "estimate_kind_ratios"]
 
 
 def estimate_kind_ratios(profile: Profile, strategy: Strategy, reduction: float) -> dict[str, float]:
@@ -67,6 +56,8 @@ class Verdict:
 
 class AnalysisAgent(BaseAgent):
     """Validates strategies against a profile; config key ``safety_enforcement`` (strict|warn)."""
+
+    config_keys = frozenset({"safety_enforcement"})
 
     def get_agent_role(self) -> str:
         return "Safety analyst: checks pruning strategies against the model profile and safety limits."
@@ -143,11 +134,7 @@ class AnalysisAgent(BaseAgent):
             return None, reasons, []
         if reasons:  # warn: clamp into the limits and say what changed
             strategy, changed = _clamp(strategy, kinds, caps, layer_cap, limits, attention)
-        safe_caps = {k: min(caps[k], strategy.kind_max_pruning.get(k, caps[k])) for k in kinds}
-        min_channels = max(strategy.min_channels, int(limits["min_channels"]))
-        if safe_caps != dict(strategy.kind_max_pruning) or min_channels != strategy.min_channels:
-            strategy = strategy.replace(kind_max_pruning=safe_caps, min_channels=min_channels)
-        return strategy, reasons, changed + notes
+        return cap_strategy(strategy, kinds, limits), reasons, changed + notes
 
 
 def _clamp(strategy: Strategy, kinds, caps, layer_cap, limits, attention) -> tuple[Strategy, list[str]]:

@@ -8,8 +8,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
+from multi_agent_pruning.config import mask_secrets
+from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, suggest_names
 from multi_agent_pruning.utils.timing import TimingProfiler
 
 __all__ = ["AgentResponse", "BaseAgent"]
@@ -58,13 +60,29 @@ class BaseAgent(ABC):
     Args:
         config: The agent's section of the experiment config (a mapping).
         agent_name: Name used in results and logs (default: the class name).
+
+    Raises:
+        ConfigurationError: ``config`` has a key the agent does not read (when the agent lists
+            the keys it reads in :attr:`config_keys`), with suggestions; no key is silently ignored.
     """
+
+    #: The config keys the agent reads; None accepts any (the default, for user-defined agents).
+    config_keys: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, config: Mapping[str, Any] | None = None, *, agent_name: str | None = None) -> None:
         self.config: dict[str, Any] = dict(config or {})
         self.agent_name = agent_name or type(self).__name__
+        self._check_config_keys()
         self.profiler = TimingProfiler()
         self.logger = logging.getLogger(f"{type(self).__module__}.{type(self).__name__}")
+
+    def _check_config_keys(self) -> None:
+        known = self.config_keys
+        unknown = [key for key in self.config if known is not None and key not in known]
+        if unknown:
+            issues = [ConfigIssue(f"{self.agent_name}.{key}", _unknown_key_rule(str(key), known or ()),
+                                  mask_secrets(str(key), self.config[key])) for key in unknown]
+            raise ConfigurationError(f"{type(self).__name__} does not read these config keys:", issues)
 
     @abstractmethod
     def get_agent_role(self) -> str:
@@ -101,3 +119,9 @@ class BaseAgent(ABC):
         out = {"success": True, "agent_name": self.agent_name, "timing": self.profiler.as_dict()}
         out.update(payload)
         return out
+
+
+def _unknown_key_rule(key: str, known: frozenset[str] | tuple) -> str:
+    close = suggest_names(key, sorted(known))
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return f"unknown key; {hint}known keys: {', '.join(sorted(known))}"

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from multi_agent_pruning.agents.base import BaseAgent
+from multi_agent_pruning.agents.limits import DEFAULT_LIMITS, cap_strategy, check_limits
 from multi_agent_pruning.agents.policy import BuiltinPolicy, Observation, sensitivity_multipliers
 from multi_agent_pruning.core.profile import Profile
 from multi_agent_pruning.core.strategy import Strategy
+from multi_agent_pruning.data import DatasetInfo
+from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, suggest_names
 
 __all__ = ["MasterAgent", "Proposal", "history_observations", "llm_token_columns", "llm_token_shares", "strategy_view"]
 
@@ -98,13 +102,28 @@ class MasterAgent(BaseAgent):
     removed) or ``base_strategy`` (a Strategy/dict carrying the target and recovery budget),
     ``history`` (evaluated strategies with ``score``/``top1_after`` and ``status``),
     ``pending`` (strategies issued to trials still running: never proposed again, not scored),
-    ``dataset_info``, ``revision_number`` and optionally ``batch_size``.
+    ``dataset_info``, ``safety_limits``, ``revision_number`` and optionally ``batch_size``.
+
+    ``dataset_info`` is a :class:`~multi_agent_pruning.data.DatasetInfo` or a dict of its fields,
+    plus ``safety_limits``; any other key is an error. ``num_classes``, ``input_size``,
+    ``in_chans`` and ``name`` must match the profile (its model's output size, input and dataset),
+    else one ConfigurationError names each mismatch; the normalisation and description fields are
+    accepted so that a DatasetInfo can be passed as it is, and change nothing. Its
+    ``safety_limits`` (the names of the ``safety_limits`` config section, e.g.
+    ``{"max_overall_pruning": 0.8}``), with a top-level ``safety_limits`` over them, bound the
+    proposal (see :meth:`propose`): a target beyond ``max_overall_pruning`` is capped to it
+    (``directives["target_capped"]`` says from what) and every strategy carries the per-kind caps
+    and ``min_channels`` of the limits. Without limits the proposal is the same as before, and the
+    analysis agent applies the profile's limits.
 
     ``execute`` output includes ``llm_tokens``: the LLM tokens of this batch by strategy key
     (see :func:`llm_token_shares`), empty when no strategy came from the LLM; the searcher puts
     them in the rows' ``llm_prompt_tokens`` / ``llm_completion_tokens`` (see
     :func:`llm_token_columns`).
     """
+
+    config_keys = frozenset({"max_iterations", "convergence_threshold", "batch_size", "exploration", "seed",
+                             "llm_client"})
 
     def __init__(self, config: Mapping[str, Any] | None = None, *, agent_name: str | None = None) -> None:
         super().__init__(config, agent_name=agent_name)
@@ -119,11 +138,12 @@ class MasterAgent(BaseAgent):
 
     def execute(self, input_data: dict[str, Any]) -> dict[str, Any]:
         """The API reference's form of :meth:`propose`: strategies as dicts with its aliases."""
+        profile = _as_profile(input_data["profile_results"])
         proposal = self.propose(
-            input_data["profile_results"], _base_strategy(input_data), input_data.get("history", []),
+            profile, _base_strategy(input_data), input_data.get("history", []),
             pending=[_as_strategy(item) for item in input_data.get("pending") or []],
             iteration=int(input_data.get("revision_number", 0)), batch_size=input_data.get("batch_size"),
-            safety_limits=input_data.get("safety_limits"))
+            safety_limits=_given_limits(input_data, profile))
         views = [strategy_view(s) for s in proposal.strategies]
         return self.result(strategy=views[0] if views else None, strategies=views,
                            **{k: v for k, v in vars(proposal).items() if k != "strategies"})
@@ -131,29 +151,48 @@ class MasterAgent(BaseAgent):
     def propose(self, profile: Any, base: Strategy, history: Sequence[Mapping[str, Any]], *,
                 pending: Sequence[Strategy] = (), iteration: int = 0, batch_size: int | None = None,
                 safety_limits: Mapping[str, Any] | None = None) -> Proposal:
-        """The next batch of distinct strategies (see the class docstring for the inputs)."""
+        """The next batch of distinct strategies (see the class docstring for the inputs).
+
+        ``safety_limits`` (names of the ``safety_limits`` config section), when given, bound the
+        batch: over the profile's limits, they cap the target at ``max_overall_pruning`` and give
+        every strategy the per-kind caps and ``min_channels`` the analysis agent would install.
+        None leaves the target and strategies as proposed (the search: its analysis agent caps).
+        """
         with self.profiler.timer("propose"):
             profile = _as_profile(profile)
             batch_size = int(self.config.get("batch_size", 4) if batch_size is None else batch_size)
             observed = history_observations(list(history))
             kinds = profile.kinds
+            limits, capped = None, None
+            if safety_limits is not None:
+                limits = {**DEFAULT_LIMITS, **{k: v for k, v in profile.safety_limits.items() if k in DEFAULT_LIMITS},
+                          **check_limits(safety_limits)}
+                base, capped = _cap_target(base, profile, float(limits["max_overall_pruning"]))
+                if capped:
+                    self.logger.warning("target %s removes more than max_overall_pruning=%s; proposing %s instead",
+                                        capped["requested"], capped["max_overall_pruning"], capped["proposed"])
             strategies, source, llm_info = self._propose(profile, kinds, base, observed, batch_size, iteration,
-                                                         safety_limits, list(pending))
+                                                         limits, list(pending))
+            if limits is not None:
+                strategies = [cap_strategy(s, kinds, limits) for s in strategies]
         tokens = llm_info.pop("tokens", {})
         best = max((o.score for o in observed if o.score is not None), default=None)
         cont, reason = self._should_continue(iteration, best, observed)
+        directives = {
+            "source": source,
+            "sensitivity_multipliers": sensitivity_multipliers(kinds),
+            "least_sensitive_kinds": _order_kinds(kinds)[:2],
+            "most_sensitive_kinds": _order_kinds(kinds)[::-1][:2],
+            "best_score": best,
+        }
+        if limits is not None:
+            directives.update(safety_limits=limits, target_capped=capped)
         return Proposal(
             strategies=tuple(strategies),
             continue_iterations=cont and bool(strategies),
             stop_reason=None if cont and strategies else (reason or "no new strategy to propose"),
             confidence=_confidence(observed, batch_size),
-            directives={
-                "source": source,
-                "sensitivity_multipliers": sensitivity_multipliers(kinds),
-                "least_sensitive_kinds": _order_kinds(kinds)[:2],
-                "most_sensitive_kinds": _order_kinds(kinds)[::-1][:2],
-                "best_score": best,
-            },
+            directives=directives,
             source=source, llm=llm_info, llm_tokens=tokens, revision_number=iteration)
 
     def _propose(self, profile: Profile, kinds, base, history, batch_size, iteration, safety_limits,
@@ -235,6 +274,80 @@ def _base_strategy(input_data: Mapping[str, Any]) -> Strategy:
     if isinstance(base, Mapping):
         return Strategy.from_dict(base)
     return Strategy(target_reduction=float(input_data["target_ratio"]))
+
+
+#: What ``dataset_info`` may hold: a DatasetInfo's fields, plus ``safety_limits``.
+_DATASET_INFO_KEYS = (*(f.name for f in dataclasses.fields(DatasetInfo)), "safety_limits")
+
+
+def _given_limits(input_data: Mapping[str, Any], profile: Profile) -> dict[str, Any] | None:
+    """The safety limits of ``dataset_info`` with the top-level ``safety_limits`` over them, after
+    checking ``dataset_info`` against the profile; None when neither sets limits."""
+    info = _dataset_info(input_data.get("dataset_info"))
+    _check_dataset_info(info, profile)
+    given, top = info.get("safety_limits"), input_data.get("safety_limits")
+    if given is None and top is None:
+        return None
+    return {**check_limits(given or {}, "dataset_info.safety_limits"), **check_limits(top or {}, "safety_limits")}
+
+
+def _dataset_info(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if dataclasses.is_dataclass(raw) and not isinstance(raw, type):
+        raw = dataclasses.asdict(raw)
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError(f"dataset_info must be a DatasetInfo or a dict of its fields, got {type(raw).__name__}")
+    unknown = [k for k in raw if k not in _DATASET_INFO_KEYS]
+    if unknown:
+        raise ConfigurationError("Invalid dataset_info:", [
+            ConfigIssue(f"dataset_info.{k}", _unknown_rule(str(k), _DATASET_INFO_KEYS), raw[k]) for k in unknown])
+    return dict(raw)
+
+
+def _unknown_rule(key: str, known: Sequence[str]) -> str:
+    close = suggest_names(key, known)
+    return "unknown key; " + (f"did you mean {', '.join(close)}? " if close else "") + f"known: {', '.join(known)}"
+
+
+def _check_dataset_info(info: Mapping[str, Any], profile: Profile) -> None:
+    """One ConfigurationError naming every field of ``info`` that contradicts the profile."""
+    issues = []
+    classes = info.get("num_classes")
+    if classes is not None and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 1):
+        issues.append(ConfigIssue("dataset_info.num_classes", "must be a positive integer", classes))
+    elif classes is not None and profile.num_classes is not None and classes != profile.num_classes:
+        issues.append(ConfigIssue("dataset_info.num_classes", f"must match the profiled model {profile.model_name!r}, "
+                                  f"which outputs {profile.num_classes} classes", classes))
+    size = info.get("input_size")
+    if size is not None and tuple(size) != tuple(profile.input_size):
+        issues.append(ConfigIssue("dataset_info.input_size", f"must match the profiled input {tuple(profile.input_size)}",
+                                  size))
+    channels = info.get("in_chans")
+    if channels is not None and profile.input_size and channels != profile.input_size[0]:
+        issues.append(ConfigIssue("dataset_info.in_chans", f"must match the profiled input's {profile.input_size[0]} "
+                                  "channels", channels))
+    name = info.get("name")
+    if name is not None and profile.dataset and name != profile.dataset:
+        issues.append(ConfigIssue("dataset_info.name", f"must be the profiled dataset {profile.dataset!r}", name))
+    if issues:
+        raise ConfigurationError("dataset_info does not fit the profile:", issues)
+
+
+def _cap_target(base: Strategy, profile: Profile, max_overall: float) -> tuple[Strategy, dict[str, float] | None]:
+    """``base`` with its target capped at ``max_overall`` (fraction removed), and what changed."""
+    dense = profile.base_macs if base.target_kind == "macs" else profile.base_params
+    requested = base.target_reduction if base.target_reduction is not None else 1 - base.target_budget / dense
+    if requested <= max_overall + 1e-9:
+        return base, None
+    if max_overall <= 0:
+        raise ConfigurationError(f"safety_limits.max_overall_pruning={max_overall} allows no pruning, but the target "
+                                 f"removes {requested:.1%} of the {base.target_kind}")
+    if base.target_reduction is not None:
+        capped = base.replace(target_reduction=max_overall)
+    else:
+        capped = base.replace(target_budget=dense * (1 - max_overall))
+    return capped, {"requested": round(float(requested), 6), "proposed": max_overall, "max_overall_pruning": max_overall}
 
 
 def _order_kinds(kinds: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -7,12 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from multi_agent_pruning.agents.analysis import DEFAULT_LIMITS, kind_limit
+from multi_agent_pruning.agents.limits import DEFAULT_LIMITS, kind_limit
 from multi_agent_pruning.agents.base import BaseAgent
-from multi_agent_pruning.core.dependency import default_example_inputs
 from multi_agent_pruning.core.profile import Profile, profile_cache_key, profile_model
+from multi_agent_pruning.models import example_inputs
 from multi_agent_pruning.utils.atomic import atomic_write
 
 __all__ = ["ProfilingAgent"]
@@ -26,11 +24,16 @@ class ProfilingAgent(BaseAgent):
     ``safety_limits`` (defaults for every dataset).
 
     ``execute`` input: ``model``, ``model_name``, ``dataset``, and optionally ``input_size``
-    ((C, H, W)), ``example_inputs``, ``calibration`` (``(inputs, labels)`` batches) and
-    ``safety_limits`` (the dataset's limits, over the configured ones).
+    (an int: a square image of that side with the model's channel count; or (C, H, W); by default
+    the input the model was built for, see :func:`~multi_agent_pruning.models.resolve_input_size`),
+    ``example_inputs`` (a batch, instead of ``input_size``), ``calibration`` (``(inputs, labels)``
+    batches) and ``safety_limits`` (the dataset's limits, over the configured ones).
     Output: ``profile`` (dict; ``profile["prunable_layers"]`` lists the groups), ``llm_analysis``,
     ``cached`` and ``timing``.
     """
+
+    config_keys = frozenset({"enable_caching", "cache_duration", "cache_dir", "sensitivity_fraction",
+                             "calibration_batches", "safety_limits"})
 
     def get_agent_role(self) -> str:
         return "Profiler: finds a model's pruning groups, their cost and sensitivity, and safety limits."
@@ -39,8 +42,7 @@ class ProfilingAgent(BaseAgent):
         model = input_data["model"]
         example = input_data.get("example_inputs")
         if example is None:
-            size = input_data.get("input_size")
-            example = torch.randn(1, *size) if size else default_example_inputs(model)
+            example = example_inputs(model, input_data.get("input_size"))
         batches = list(input_data.get("calibration") or [])[: int(self.config.get("calibration_batches", 2))]
         limits = {**DEFAULT_LIMITS, **dict(self.config.get("safety_limits") or {}),
                   **dict(input_data.get("safety_limits") or {})}

@@ -146,9 +146,11 @@ class EvaluationConfig(ConfigModel):
 class BaselinesConfig(ConfigModel):
     """The baseline methods ``mapruner compare`` runs next to the multi-agent search."""
 
-    methods: tuple[str, ...] = Field(
-        ("magnitude_l1", "magnitude_l2", "taylor", "isomorphic", "random"),
-        description="Baseline method names.",
+    methods: tuple[str, ...] | None = Field(
+        None,
+        description="Methods `mapruner compare` runs; null = every method: multi_agent, each registered pruning "
+                    "method (magnitude_l1, magnitude_l2, taylor, isomorphic, random and any registered with "
+                    "register_method) and optuna_tpe.",
     )
     num_runs: int = Field(3, ge=1, description="Repeats per method, with different seeds.")
     trials_per_method: int | None = Field(

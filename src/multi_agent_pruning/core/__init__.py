@@ -7,7 +7,7 @@ from multi_agent_pruning.core.dependency import (
     default_example_inputs,
     group_costs,
 )
-from multi_agent_pruning.core.engine import PruneResult, apply_strategy, build_scopes, count_macs_params
+from multi_agent_pruning.core.engine import PruneResult, apply_strategy, build_scopes, check_prunable, count_macs_params
 from multi_agent_pruning.core.graph import GroupInfo, describe_groups
 from multi_agent_pruning.core.importance import IMPORTANCE_REGISTRY, create_importance
 from multi_agent_pruning.core.strategy import IMPORTANCE_CRITERIA, Strategy
@@ -37,6 +37,7 @@ __all__ = [
     "Strategy",
     "apply_strategy",
     "build_scopes",
+    "check_prunable",
     "count_macs_params",
     "create_importance",
     "default_example_inputs",

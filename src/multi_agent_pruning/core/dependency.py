@@ -10,21 +10,23 @@ import torch.nn as nn
 import torch_pruning as tp
 from torch_pruning.utils.op_counter import is_supported_instance
 
-from multi_agent_pruning.core.graph import GroupInfo, build_dependency_graph, classifier_layers, describe_groups
+from multi_agent_pruning.core.graph import (
+    GroupInfo, build_dependency_graph, classifier_layers, describe_groups, graph_options)
 from multi_agent_pruning.exceptions import ConfigurationError, UnknownNameError
+from multi_agent_pruning.models.inputs import example_inputs as model_example_inputs
 
 __all__ = ["DependencyAnalyzer", "IsomorphicAnalyzer", "IsomorphicGroup", "group_costs", "default_example_inputs"]
 
 
 def default_example_inputs(model: nn.Module) -> torch.Tensor:
-    """A one-sample input from the model's timm ``pretrained_cfg``/``default_cfg`` input size."""
-    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
-    size = cfg.get("input_size")
-    if not size:
-        raise ConfigurationError(
-            f"cannot infer the input size of {type(model).__name__}; pass example_inputs explicitly")
-    device = next(model.parameters()).device
-    return torch.randn(1, *size, device=device)
+    """A one-sample input of the size the model takes (see
+    :func:`~multi_agent_pruning.models.model_input_size`: what ``create_model`` recorded, or timm's
+    config), on the device of the layer that reads it.
+
+    Raises:
+        ConfigurationError: The model does not say what it takes; pass ``example_inputs``.
+    """
+    return model_example_inputs(model)
 
 
 def group_costs(model: nn.Module, example_inputs: torch.Tensor, groups: list[GroupInfo]) -> list[tuple[float, float]]:
@@ -33,13 +35,18 @@ def group_costs(model: nn.Module, example_inputs: torch.Tensor, groups: list[Gro
     A layer's MACs and parameters are split evenly between the groups that prune it (usually
     one on its output channels and one on its input channels), so the per-group numbers add up
     to the MACs and parameters of every layer that pruning can shrink. MACs use torch-pruning's
-    op counter; a counted container (timm attention) is attributed through its children.
+    op counter; a counted container (timm attention) is attributed through its children, and the
+    children of a layer pruned as one unit (Swin's ``PatchMerging``) through that layer.
     """
     _, _, layer_flops, _ = tp.utils.count_ops_and_params(model, example_inputs, layer_wise=True)
     touching: dict[int, set[int]] = defaultdict(set)  # id(module or parameter) -> group indices
     for info in groups:
         for dep, _ in info.group:
             touching[id(dep.target.module)].add(info.index)
+    units = tuple(graph_options(model)["customized_pruners"])
+    for unit in (m for m in model.modules() if units and isinstance(m, units)):
+        for child in unit.modules():
+            touching[id(child)] |= touching[id(unit)]
     macs = [0.0] * len(groups)
     params = [0.0] * len(groups)
 
@@ -67,7 +74,8 @@ class DependencyAnalyzer:
 
     Args:
         model: The model to analyse (not modified).
-        example_inputs: A batch to trace with; inferred from timm's config when omitted.
+        example_inputs: A batch to trace with; when omitted, one sample of the input the model
+            was built for (:func:`default_example_inputs`; every registry and timm model).
 
     Example:
         >>> analyzer = DependencyAnalyzer(model, torch.randn(1, 3, 224, 224))  # doctest: +SKIP
@@ -153,7 +161,7 @@ class IsomorphicGroup:
         channels: Prunable channels over all members.
         macs / params: Attributable cost (see :func:`group_costs`).
         macs_share / params_share: Fraction of the model's prunable MACs / params.
-        ratio: Pruning ratio this group gets for the requested target ratio.
+        ratio: Pruning ratio this group gets: its custom ratio, else the target ratio.
     """
 
     name: str
@@ -173,7 +181,8 @@ class IsomorphicAnalyzer:
 
     Args:
         model: The model to analyse (not modified).
-        example_inputs: A batch to trace with; inferred from timm's config when omitted.
+        example_inputs: A batch to trace with; when omitted, one sample of the input the model
+            was built for (:func:`default_example_inputs`; every registry and timm model).
     """
 
     def __init__(self, model: nn.Module, example_inputs: torch.Tensor | None = None) -> None:
@@ -189,15 +198,21 @@ class IsomorphicAnalyzer:
 
         Args:
             target_ratio: Common channel pruning ratio in [0, 1).
-            group_ratios: Optional multipliers of ``target_ratio`` by kind (``{"mlp": 1.2}``) or
-                by isomorphic group name (``{"mlp:1": 0.5}``); the result is capped below 1.
+            group_ratios: Custom ratios in [0, 1) for some groups, by kind (``{"mlp": 0.3}``
+                prunes every MLP group at 0.3) or by isomorphic group name (``{"mlp:2": 0.5}``,
+                which wins over its kind); the other groups get ``target_ratio``.
 
         Returns:
             ``{name: IsomorphicGroup}`` in graph order.
+
+        Raises:
+            ConfigurationError: A ratio outside [0, 1). UnknownNameError: A name that is neither a
+                group kind nor a group of this model.
         """
-        if isinstance(target_ratio, bool) or not isinstance(target_ratio, (int, float)) or not 0 <= target_ratio < 1:
-            raise ConfigurationError(f"target_ratio must be a number in [0, 1), got {target_ratio!r}")
+        _check_ratio("target_ratio", target_ratio)
         group_ratios = dict(group_ratios or {})
+        for name, ratio in group_ratios.items():
+            _check_ratio(f"group_ratios[{name!r}]", ratio)
         total_macs = sum(m for m, _ in self.costs) or 1.0
         total_params = sum(p for _, p in self.costs) or 1.0
         result: dict[str, IsomorphicGroup] = {}
@@ -217,8 +232,12 @@ class IsomorphicAnalyzer:
         if unknown:
             raise UnknownNameError("group", unknown[0], sorted(known))
         for iso in result.values():
-            mult = group_ratios.get(iso.name, group_ratios.get(iso.kind, 1.0))
-            iso.ratio = min(0.99, max(0.0, target_ratio * float(mult)))
+            iso.ratio = float(group_ratios.get(iso.name, group_ratios.get(iso.kind, target_ratio)))
             iso.macs_share = iso.macs / total_macs
             iso.params_share = iso.params / total_params
         return result
+
+
+def _check_ratio(label: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigurationError(f"{label} must be a pruning ratio in [0, 1), got {value!r}")

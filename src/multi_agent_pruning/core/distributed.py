@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from multi_agent_pruning.core.evaluation import Deadline
-from multi_agent_pruning.core.training import FineTuneConfig, fine_tune
+from multi_agent_pruning.core.training import FineTuneConfig, fine_tune, set_gradient_checkpointing
 from multi_agent_pruning.exceptions import PruningError, TrialTimeoutError
 
 __all__ = ["DistributedSettings", "distributed_fine_tune"]
@@ -131,8 +131,8 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
 
     torch.manual_seed(loop_config["seed"])
     model = ray.get(loop_config["model"])
-    if loop_config["gradient_checkpointing"] and hasattr(model, "set_grad_checkpointing"):
-        model.set_grad_checkpointing(True)
+    if loop_config["gradient_checkpointing"]:
+        set_gradient_checkpointing(model)
     teacher = ray.get(loop_config["teacher"]) if loop_config["teacher"] is not None else None
     dataset = ray.get(loop_config["dataset"])
     loader = DataLoader(dataset, batch_size=loop_config["batch_size"], shuffle=True, drop_last=True)

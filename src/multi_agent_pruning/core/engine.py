@@ -5,6 +5,11 @@ strategy's scopes by bisection over fast dry runs (see :mod:`.planner`), refines
 fine-grained scope when the common ratio alone steps over the target, prunes once, and checks
 the real MACs/params with torch-pruning's counter. The result says how far from the target it
 landed; nothing is rounded to the target.
+
+``check_prunable`` prunes a copy of a model once and runs it, so that a model the engine cannot
+prune correctly is refused (a :class:`PruningError` naming its layers) before a search spends any
+trial on it; ``apply_strategy`` raises nothing but :class:`PruningError` for such a model either
+(and :class:`TrialTimeoutError` for its deadline).
 """
 
 from __future__ import annotations
@@ -21,20 +26,28 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from multi_agent_pruning.core.graph import classifier_layers, update_attention_modules
+from multi_agent_pruning.core.graph import classifier_layers, group_key_module, update_attention_modules
 from multi_agent_pruning.core.importance import create_importance, needs_gradients, prepare_importance
 from multi_agent_pruning.core.planner import CachedImportance, Scope, SelectionPlanner, build_scopes, plan
 from multi_agent_pruning.core.strategy import Strategy
-from multi_agent_pruning.exceptions import PruningError, suggest_names
+from multi_agent_pruning.exceptions import MultiAgentPruningError, PruningError, suggest_names
 
 if TYPE_CHECKING:
     from multi_agent_pruning.core.evaluation import Deadline
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PruneResult", "apply_strategy", "build_scopes", "count_macs_params"]
+__all__ = ["PruneResult", "apply_strategy", "build_scopes", "check_prunable", "count_macs_params"]
 
 _BISECTION_STEPS = 24
+#: What ``check_prunable`` prunes by default: every group on its own at half its channels, and half
+#: the heads of every attention layer (the same code paths as any strategy's prune).
+PROBE_STRATEGY = Strategy(importance="l2", global_pruning=False, isomorphic=False, prune_num_heads=True,
+                          head_pruning_ratio=0.5, target_reduction=0.5)
+#: Largest relative difference between the planner's MACs of ``check_prunable``'s probe and the count.
+_PREDICTION_TOLERANCE = 0.01
+#: Errors of resources, not of the model: never turned into a PruningError.
+_RESOURCE_ERRORS = (MemoryError, torch.cuda.OutOfMemoryError)
 
 
 @dataclass
@@ -124,8 +137,9 @@ def apply_strategy(model: nn.Module, strategy: Strategy, example_inputs: torch.T
         and a warning logged.
 
     Raises:
-        PruningError: The model cannot be traced or pruned, the strategy names layers or kinds
-            the model lacks, or the target is out of reach under ``max_layer_pruning``.
+        PruningError: The model cannot be traced or pruned (the message names the layers that
+            fail), the strategy names layers or kinds the model lacks, or the target is out of
+            reach under ``max_layer_pruning``.
         TrialTimeoutError: ``deadline`` passed.
     """
     start = time.perf_counter()
@@ -178,10 +192,9 @@ def _prune_once(model, strategy, example_inputs, calibration, tolerance, max_bat
     logger.debug("ratio search: %d dry runs in %.2fs", planner.dry_runs, timings["search"])
     with _stage(timings, "prune"):
         _prune_for_real(planner, strategy, ratios, cached, model, calibration, max_batches, device, check)
-        update_attention_modules(model, planner.pruner.num_heads)
         model.zero_grad(set_to_none=True)
     with _stage(timings, "count"):
-        macs, params = count_macs_params(model, example_inputs)
+        macs, params = _count_pruned(model, example_inputs, planner)
     return PruneResult(model=model, base_macs=planner.base_macs, base_params=planner.base_params, macs=macs,
                        params=params, target=target, target_kind=strategy.target_kind, ratios=ratios,
                        predicted=predicted, seconds=sum(timings.values()), timings=timings)
@@ -189,8 +202,14 @@ def _prune_once(model, strategy, example_inputs, calibration, tolerance, max_bat
 
 @contextmanager
 def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Times one stage; an error that is not the package's own becomes a PruningError naming it."""
     clock = time.perf_counter()
-    yield
+    try:
+        yield
+    except (MultiAgentPruningError, *_RESOURCE_ERRORS):
+        raise
+    except Exception as err:
+        raise PruningError(f"the {name} stage of pruning failed: {type(err).__name__}: {err}") from err
     timings[name] = time.perf_counter() - clock
 
 
@@ -313,5 +332,139 @@ def _prune_for_real(planner, strategy, ratios, cached, model, calibration, max_b
                 prepare_importance(strategy.importance, cached.importance, model, calibration, max_batches, device)
         try:
             planner.prune()
+        except _RESOURCE_ERRORS:
+            raise
         except Exception as err:
             raise PruningError(f"pruning step {step + 1} of {type(model).__name__} failed: {err}") from err
+        # Between steps the model runs again (gradient importance): timm's attention must follow now.
+        update_attention_modules(model, planner.pruner.num_heads, planner.cap.removed_heads)
+
+
+def _count_pruned(model: nn.Module, example_inputs: torch.Tensor, planner: SelectionPlanner) -> tuple[float, int]:
+    """MACs and params of the pruned model; a model that no longer runs is a PruningError naming
+    the layer that fails and the groups pruned through it."""
+    try:
+        return count_macs_params(model, example_inputs)
+    except _RESOURCE_ERRORS:
+        raise
+    except Exception as err:
+        raise _forward_error(model, example_inputs, planner) or PruningError(
+            f"the pruned {type(model).__name__} cannot be counted: {type(err).__name__}: {err}") from err
+
+
+def check_prunable(model: nn.Module, example_inputs: torch.Tensor, strategy: Strategy = PROBE_STRATEGY) -> None:
+    """Prunes a copy of ``model`` once with ``strategy``'s options and runs it; raises if that fails.
+
+    By default every group loses half its channels (and every attention layer half its heads),
+    each ranked on its own, so every layer the engine prunes is pruned and then run: a layer whose
+    pruned shapes disagree, or that torch-pruning cannot prune, shows up here, before any trial.
+    The target is not searched (the ratio is ``strategy.target_reduction`` for every group).
+
+    Args:
+        model: Dense model (not modified).
+        example_inputs: A batch the model runs on.
+        strategy: Pruning options of the probe (importance without gradients: no calibration).
+
+    Raises:
+        PruningError: Naming the layers that fail and why: the pruned copy does not run, changes
+            its output shape, or cannot be traced or pruned.
+    """
+    work = copy.deepcopy(model).eval()
+    timings: dict[str, float] = {}
+    with _stage(timings, "dense forward"), torch.no_grad():
+        example_inputs = example_inputs.to(next(work.parameters()).device)
+        dense_shapes = _shapes(work(example_inputs))
+    with _stage(timings, "probe prune"):
+        cached = CachedImportance(create_importance(strategy.importance))
+        planner = plan(work, strategy, example_inputs, cached, _ignored_layers(work, strategy))
+        ratio = strategy.target_reduction or 0.5
+        ratios = {scope.name: min(ratio, scope.cap if scope.cap is not None else strategy.max_layer_pruning)
+                  for scope in planner.scopes}
+        predicted = planner.predict_layers(ratios, strategy.head_pruning_ratio)
+        planner.set_ratios(ratios, strategy.head_pruning_ratio, 1)
+        planner.prune()
+        update_attention_modules(work, planner.pruner.num_heads, planner.cap.removed_heads)
+    failure = _forward_error(work, example_inputs, planner)
+    if failure is not None:
+        raise failure
+    with torch.no_grad():
+        shapes = _shapes(work(example_inputs))
+    if shapes != dense_shapes:
+        raise PruningError(f"pruning changes the output of {type(model).__name__} from {dense_shapes} to {shapes}: "
+                           f"the classifier layers {_names_of(work, classifier_layers(work))} must keep their "
+                           "outputs (pass the output layers as ignored_layers)")
+    _count_pruned(work, example_inputs, planner)
+    _check_prediction(work, example_inputs, predicted)
+
+
+def _check_prediction(model: nn.Module, example_inputs: torch.Tensor, predicted: dict[nn.Module, float]) -> None:
+    """The planner's MACs of the probe must match the count: the engine aims at targets with them."""
+    _, _, counted, _ = tp.utils.count_ops_and_params(model, example_inputs, layer_wise=True)
+    real = {m: float(counted.get(m) or 0.0) for m in predicted}
+    total_predicted, total_real = sum(predicted.values()), sum(real.values())
+    if abs(total_predicted - total_real) <= _PREDICTION_TOLERANCE * total_real:
+        return
+    worst = sorted(predicted, key=lambda m: -abs(predicted[m] - real[m]))[:4]
+    layers = ", ".join(f"{name} (predicted {predicted[m]:.4g}, counted {real[m]:.4g})"
+                       for name, m in zip(_names_of(model, worst), worst) if predicted[m] != real[m])
+    raise PruningError(f"the engine cannot predict the MACs of the pruned {type(model).__name__}: predicted "
+                       f"{total_predicted:.4g}, counted {total_real:.4g}; most off: {layers}. It would miss MACs "
+                       "targets, so it refuses the model")
+
+
+def _shapes(output) -> list[tuple[int, ...]]:
+    """Shapes of a model's output tensor(s)."""
+    if isinstance(output, torch.Tensor):
+        return [tuple(output.shape)]
+    if isinstance(output, (tuple, list)):
+        return [shape for item in output for shape in _shapes(item)]
+    if isinstance(output, dict):
+        return [shape for key in sorted(output) for shape in _shapes(output[key])]
+    return []
+
+
+def _names_of(model: nn.Module, modules: Iterable[nn.Module]) -> list[str]:
+    names = {m: n for n, m in model.named_modules()}
+    return [names.get(m, type(m).__name__) for m in modules]
+
+
+def _forward_error(model: nn.Module, example_inputs: torch.Tensor, planner: SelectionPlanner) -> PruningError | None:
+    """Runs the pruned ``model`` once; if it fails, the error names the innermost layer running
+    when it failed (where the shapes disagree) and the groups that pruned it or what it holds."""
+    names = {m: n for n, m in model.named_modules()}
+    running: list[nn.Module] = []
+
+    def enter(module, _inputs):
+        running.append(module)
+
+    def leave(module, _inputs, _output):
+        running.pop()
+
+    handles = [h for m in model.modules() for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example_inputs)
+        return None
+    except _RESOURCE_ERRORS:
+        raise
+    except Exception as err:
+        layer = running[-1] if running else model
+        name = names.get(layer, "")
+        # The layer, what it holds, and what holds it (a layer pruned as one unit, e.g. PatchMerging).
+        related = {id(m) for m in layer.modules()} | {id(m) for m, n in names.items()
+                                                      if m is not model and name.startswith(n + ".")}
+        keys = [names.get(group_key_module(planner.pruner.DG, group)) for group in planner.all_groups
+                if any(id(dep.target.module) in related for dep, _ in group)]
+        keys = list(dict.fromkeys(k for k in keys if k))
+        where = f"layer {name or type(model).__name__!r} ({type(layer).__name__})"
+        pruned = (f"; it is pruned with the groups of {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+                  if keys else "")
+        return PruningError(f"the pruned {type(model).__name__} does not run: {where} fails with "
+                            f"{type(err).__name__}: {err}{pruned}. The engine cannot prune this layer correctly "
+                            "(see docs/architectures.md)")
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()

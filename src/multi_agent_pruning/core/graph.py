@@ -13,6 +13,18 @@ must be pruned together. Each group gets:
   channels of an attention layer), ``embed``/``residual`` (channels shared by several producer
   layers through residual additions) and ``mlp``/``hidden`` (channels internal to one block);
   models with several spatial resolutions get a ``stage<k>`` prefix, e.g. ``stage2_residual``.
+
+Where the traced graph cannot describe a timm layer correctly, the layer is declared here, in
+one place that the pruner, the profile and the analyzers share (:func:`graph_options`):
+
+* timm's attention layers (ViT ``Attention``, Swin ``WindowAttention``) have their heads given to
+  torch-pruning, which then prunes whole heads or the same dimensions in every head;
+* Swin's ``relative_position_bias_table`` has one column per head: the graph would couple it
+  with the head *dimensions*, so it is left out of the graph and loses the columns of removed
+  heads only (:func:`update_attention_modules`);
+* Swin's ``PatchMerging`` concatenates 2x2 neighbouring patches (four blocks of the input
+  channels) through a permute that torch-pruning's index mapping does not follow, so it is
+  pruned as one layer (:class:`PatchMergingPruner`).
 """
 
 from __future__ import annotations
@@ -32,12 +44,15 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "GroupInfo",
+    "PatchMergingPruner",
     "attention_heads",
     "build_dependency_graph",
     "classifier_layers",
     "describe_groups",
+    "graph_options",
     "group_key_module",
     "isomorphic_signature",
+    "unsupported_layers",
     "update_attention_modules",
 ]
 
@@ -45,12 +60,52 @@ ROOT_MODULE_TYPES = (tp.ops.TORCH_CONV, tp.ops.TORCH_LINEAR)
 
 
 def _timm_attention_types() -> tuple[type, ...]:
+    """timm's attention layers with a fused ``qkv`` Linear (q, k, v blocks of heads x head_dim),
+    an output ``proj`` and ``num_heads``; torch-pruning's op counter counts each as one layer."""
     try:
+        from timm.models.swin_transformer import WindowAttention
         from timm.models.vision_transformer import Attention
 
-        return (Attention,)
+        return (Attention, WindowAttention)
     except ImportError:  # pragma: no cover - timm is a dependency
         return ()
+
+
+def _patch_merging_type() -> type | None:
+    try:
+        from timm.models.swin_transformer import PatchMerging
+
+        return PatchMerging
+    except ImportError:  # pragma: no cover - timm is a dependency
+        return None
+
+
+_UNTRACED_QKV = ("applies its qkv weight through F.linear with the concatenated q/k/v biases (qkv_bias=True), so "
+                 "the traced graph has no qkv layer and couples the attention's per-head parameters with the "
+                 "embedding channels")
+#: timm layers the engine cannot prune correctly: ``(module, class name) -> why``. Anything else that
+#: fails is found by ``engine.check_prunable``'s trial prune; these are named before it, with the cause.
+UNSUPPORTED_LAYERS = {
+    ("timm.models.beit", "Attention"): _UNTRACED_QKV,
+    ("timm.models.swin_transformer_v2", "WindowAttention"): _UNTRACED_QKV + " (logit_scale, the position-bias MLP)",
+    ("timm.models.swin_transformer_v2", "PatchMerging"):
+        "merges 2x2 patches through a permute that torch-pruning's index mapping does not follow (Swin V1's "
+        "PatchMerging is pruned as one layer; this variant, normalised after the reduction, is not)",
+    ("timm.models.swin_transformer_v2_cr", "WindowMultiHeadAttention"):
+        "has a per-head logit_scale and a meta MLP with one output per head, which the traced graph couples with "
+        "the head dimensions of qkv",
+}
+
+
+def unsupported_layers(model: nn.Module) -> dict[str, list[str]]:
+    """``{reason: [layer names]}`` for the layers of ``model`` listed in ``UNSUPPORTED_LAYERS``."""
+    found: dict[str, list[str]] = {}
+    for name, module in model.named_modules():
+        kind = type(module)
+        reason = UNSUPPORTED_LAYERS.get((kind.__module__, kind.__name__))
+        if reason is not None:
+            found.setdefault(f"{kind.__name__} {reason}", []).append(name)
+    return found
 
 
 def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
@@ -58,23 +113,102 @@ def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
     return {m.qkv: m.num_heads for m in model.modules() if isinstance(m, _timm_attention_types())}
 
 
-def update_attention_modules(model: nn.Module, num_heads: dict[nn.Module, int]) -> None:
+class PatchMergingPruner(tp.pruner.function.BasePruningFunc):
+    """torch-pruning's pruning functions for timm's Swin ``PatchMerging`` (taken as one layer).
+
+    Its forward concatenates each 2x2 patch neighbourhood into ``4 * dim`` features (four blocks
+    of the ``dim`` input channels), normalises them and projects them to ``out_dim``: input
+    channel ``c`` is feature ``b * dim + c`` of block ``b`` in ``norm`` and ``reduction``.
+    Importance criteria do not read this layer's weights (torch-pruning skips layer types it
+    does not know); the other layers of its groups rank the channels.
+    """
+
+    def parts(self, layer: nn.Module, idxs: Sequence[int], out: bool) -> list[tuple[nn.Module, bool, list[int]]]:
+        """``(child, out_channels?, indices)`` that pruning ``idxs`` of ``layer`` removes."""
+        idxs = [int(i) for i in idxs]
+        if out:
+            return [(layer.reduction, True, idxs)]
+        blocks = [b * layer.dim + i for b in range(4) for i in idxs]
+        return [(layer.norm, True, blocks), (layer.reduction, False, blocks)]
+
+    def keep_ratios(self, layer: nn.Module, keep_out: float, keep_in: float) -> list[tuple[nn.Module, float, float]]:
+        """``(child, kept share of its out channels, of its in channels)`` for the layer's shares."""
+        return [(layer.norm, keep_in, keep_in), (layer.reduction, keep_out, keep_in)]
+
+    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        self._prune_parts(layer, idxs, out=True)
+        layer.out_dim = layer.reduction.out_features
+        return layer
+
+    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        self._prune_parts(layer, idxs, out=False)
+        layer.dim -= len(set(idxs))
+        return layer
+
+    def _prune_parts(self, layer: nn.Module, idxs: Sequence[int], out: bool) -> None:
+        for child, child_out, child_idxs in self.parts(layer, idxs, out):
+            if isinstance(child, nn.LayerNorm):
+                tp.prune_layernorm_out_channels(child, child_idxs)
+            elif isinstance(child, nn.Linear):
+                (tp.prune_linear_out_channels if child_out else tp.prune_linear_in_channels)(child, child_idxs)
+            else:
+                raise PruningError(f"PatchMerging with a {type(child).__name__} cannot be pruned (LayerNorm and "
+                                   "Linear only)")
+
+    def get_out_channels(self, layer: nn.Module) -> int:
+        return layer.reduction.out_features
+
+    def get_in_channels(self, layer: nn.Module) -> int:
+        return layer.dim
+
+
+def graph_options(model: nn.Module) -> dict:
+    """What torch-pruning must be told about ``model``'s timm layers (see the module docstring):
+    ``customized_pruners`` and ``ignored_params``, keyword arguments of its dependency graph."""
+    merging = _patch_merging_type()
+    merges = merging is not None and any(isinstance(m, merging) for m in model.modules())
+    tables = (getattr(m, "relative_position_bias_table", None) for m in model.modules()
+              if isinstance(m, _timm_attention_types()))
+    return {"customized_pruners": {merging: PatchMergingPruner()} if merges else {},
+            "ignored_params": [table for table in tables if isinstance(table, nn.Parameter)]}
+
+
+def update_attention_modules(model: nn.Module, num_heads: dict[nn.Module, int],
+                             removed_heads: dict[nn.Module, Sequence[int]] | None = None) -> None:
     """Makes timm attention layers consistent with their pruned ``qkv`` projection.
 
-    timm's forward reshapes with ``num_heads`` and ``head_dim``; after torch-pruning removed
-    heads or head dimensions these attributes must follow, or the stock forward fails.
+    timm's forward reshapes with ``num_heads`` (and ``head_dim`` in ViT); after torch-pruning
+    removed heads or head dimensions these attributes must follow, or the stock forward fails.
+    A per-head relative position bias table (Swin) loses the columns of ``removed_heads``
+    (``{qkv: head indices}``, numbered before this pruning step).
     """
+    names = {m: n for n, m in model.named_modules()}
     for module in model.modules():
         if not isinstance(module, _timm_attention_types()):
             continue
         heads = num_heads.get(module.qkv, module.num_heads)
         qkv_out = module.qkv.out_features
         if heads < 1 or qkv_out % (3 * heads):
-            raise PruningError(f"attention layer with qkv of {qkv_out} features cannot have {heads} heads")
+            raise PruningError(f"attention layer {names[module]} with qkv of {qkv_out} features cannot have "
+                               f"{heads} heads")
+        _remove_bias_columns(module, (removed_heads or {}).get(module.qkv, ()))
+        table = getattr(module, "relative_position_bias_table", None)
+        if table is not None and table.shape[-1] != heads:
+            raise PruningError(f"attention layer {names[module]} has {heads} heads but its relative position bias "
+                               f"table has {table.shape[-1]} columns")
         module.num_heads = heads
-        module.head_dim = qkv_out // (3 * heads)
+        if hasattr(module, "head_dim"):
+            module.head_dim = qkv_out // (3 * heads)
         if hasattr(module, "attn_dim"):
-            module.attn_dim = heads * module.head_dim
+            module.attn_dim = qkv_out // 3
+
+
+def _remove_bias_columns(module: nn.Module, removed: Sequence[int]) -> None:
+    table = getattr(module, "relative_position_bias_table", None)
+    if table is None or not removed:
+        return
+    keep = [h for h in range(table.shape[-1]) if h not in set(removed)]
+    module.relative_position_bias_table = nn.Parameter(table.data[:, keep].clone(), requires_grad=table.requires_grad)
 
 
 def classifier_layers(model: nn.Module) -> list[nn.Module]:
@@ -103,13 +237,15 @@ def classifier_layers(model: nn.Module) -> list[nn.Module]:
 def build_dependency_graph(
     model: nn.Module, example_inputs: torch.Tensor, **kwargs
 ) -> tp.DependencyGraph:
-    """Traces ``model`` into a torch-pruning dependency graph; tracing errors become PruningError."""
+    """Traces ``model`` into a torch-pruning dependency graph (with :func:`graph_options`); tracing
+    errors become PruningError."""
     was_training = model.training
     model.eval()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "unwrapped parameters" (cls_token, pos_embed) are handled
-            return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs, **kwargs)
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs,
+                                                         **{**graph_options(model), **kwargs})
     except Exception as err:  # torch-pruning raises bare exceptions on unsupported graphs
         raise PruningError(f"could not trace {type(model).__name__} into a dependency graph: {err}") from err
     finally:

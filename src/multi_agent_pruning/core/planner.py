@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +21,9 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from multi_agent_pruning.compat import (
-    capped_step, check_torch_pruning, dry_step, install_scopes, schedule_ratios, set_num_heads)
-from multi_agent_pruning.core.graph import GroupInfo, _timm_attention_types, attention_heads, describe_groups
+    capped_step, channel_groups, check_torch_pruning, dry_step, install_scopes, schedule_ratios, set_num_heads)
+from multi_agent_pruning.core.graph import (
+    GroupInfo, _timm_attention_types, attention_heads, describe_groups, graph_options, unsupported_layers)
 from multi_agent_pruning.core.prediction import CostModel
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.exceptions import PruningError, suggest_names
@@ -36,12 +38,15 @@ class CachedImportance:
         self.importance = importance
         self._cache: dict[tuple[int, object], torch.Tensor | None] = {}
         self.groups: dict[tuple[int, object], object] = {}
+        self.current = None  # the group being scored (left set when scoring fails)
 
     def __call__(self, group) -> torch.Tensor | None:
         key = (id(group[0].dep.target.module), group[0].dep.handler)
         if key not in self._cache:
+            self.current = group
             self._cache[key] = self._break_ties(group, self.importance(group))
             self.groups[key] = group
+            self.current = None
         return self._cache[key]
 
     @staticmethod
@@ -138,7 +143,8 @@ class SelectionCap:
     torch-pruning's global ranking can select every channel of a weak layer; the most important
     selected channels (by the cached importance) are given back until the group keeps ``1 - cap``
     of its channels and ``min_channels``; in attention groups per-head dimensions and whole heads
-    are given back, so that every remaining head keeps the same width.
+    are given back, so that every remaining head keeps the same width, and in groups of grouped
+    channels (grouped convolutions, GroupNorm) the same offsets in every channel group.
 
     Args:
         pruner: The pruner whose selections are capped (importance: a ``CachedImportance``).
@@ -146,13 +152,21 @@ class SelectionCap:
         max_ratio: Cap of every group (the strategy's ``max_layer_pruning``).
         root_caps: Tighter caps (per-kind safety limits) by ``(id(root module), pruning fn)``.
         min_channels: Channels every group keeps at least.
+        channel_groups: Channel groups (more than one) of the groups so rooted, by the same key.
+
+    Attributes:
+        removed_heads: ``{qkv: head indices}`` the attention groups selected whole, numbered as
+            at the start of the step (what per-head parameters lose; see ``update_attention_modules``).
     """
 
     def __init__(self, pruner: tp.pruner.BasePruner, model: nn.Module, max_ratio: float,
-                 root_caps: dict[tuple[int, object], float], min_channels: int) -> None:
+                 root_caps: dict[tuple[int, object], float], min_channels: int,
+                 channel_groups: dict[tuple[int, object], int] | None = None) -> None:
         self.pruner, self.DG = pruner, pruner.DG
         self.max_ratio, self.root_caps, self.min_channels = max_ratio, root_caps, min_channels
+        self.channel_groups = channel_groups or {}
         self.step_heads = dict(pruner.num_heads)  # before the current step; the planner sets it
+        self.removed_heads: dict[nn.Module, list[int]] = {}
         # Roots of attention groups: the qkv projection (out channels: q, k, v blocks of heads x
         # head_dim) and the output projection (in channels: heads x head_dim).
         self._attention_roots: dict[int, tuple[nn.Module, int]] = {}
@@ -167,15 +181,48 @@ class SelectionCap:
         total = self.DG.get_out_channels(module) if out else self.DG.get_in_channels(module)
         cap = self.root_caps.get((id(module), fn), self.max_ratio)
         keep_min = min(total, max(self.min_channels, math.ceil(total * (1 - cap) - 1e-9)))
-        if total - len(idxs) >= keep_min:
-            return idxs
         attention = self._attention_roots.get(id(module))
         if attention is not None and (attention[1] == 3) == out:
-            return self._cap_attention(module, fn, idxs, total, keep_min, *attention)
+            if total - len(idxs) < keep_min:
+                idxs = self._cap_attention(module, fn, idxs, total, keep_min, *attention)
+            self._record_heads(idxs, total, *attention)
+            return idxs
+        groups = self.channel_groups.get((id(module), fn), 1)
+        if groups > 1 and total % groups == 0:
+            # Two channels per group at least: with one, a grouped convolution would turn depthwise,
+            # which torch-pruning prunes differently (whole groups) from the next step on.
+            keep_min = max(keep_min, groups * min(2, total // groups))
+            if total - len(idxs) >= keep_min:
+                return idxs
+            return self._cap_grouped(module, fn, idxs, total, keep_min, groups)
+        if total - len(idxs) >= keep_min:
+            return idxs
         scores = self.pruner.importance.scores(module, fn)
         if scores is None or len(scores) != total:
-            return idxs[: max(0, total - keep_min)]  # grouped channels: keep the layout, cap the count
+            return idxs[: max(0, total - keep_min)]
         return sorted(sorted(idxs, key=lambda i: float(scores[i]))[: max(0, total - keep_min)])
+
+    def _cap_grouped(self, module: nn.Module, fn, idxs: list[int], total: int, keep_min: int,
+                     groups: int) -> list[int]:
+        """The cap of grouped channels: torch-pruning selects the same offsets in every channel
+        group (a grouped convolution keeps its groups); the most important offsets are given back."""
+        size = total // groups
+        chosen = set(idxs)
+        offsets = [o for o in range(size) if all(g * size + o in chosen for g in range(groups))]
+        weight = self._weight(module, fn, total, size, groups)
+        keep = max(0, min(len(offsets), size - math.ceil(keep_min / groups)))
+        offsets = sorted(offsets, key=lambda o: weight((o,)))[:keep]
+        return sorted(g * size + o for g in range(groups) for o in offsets)
+
+    def _record_heads(self, idxs: list[int], total: int, qkv: nn.Module, blocks: int) -> None:
+        """Notes the heads of ``qkv`` that the selection ``idxs`` removes whole."""
+        heads = self.step_heads.get(qkv, self.pruner.num_heads.get(qkv, 0))
+        unit = total // blocks
+        if heads < 1 or unit % heads:
+            return
+        head_dim, chosen = unit // heads, set(idxs)
+        self.removed_heads[qkv] = [h for h in range(heads)
+                                   if all(h * head_dim + o in chosen for o in range(head_dim))]
 
     def _cap_attention(self, module: nn.Module, fn, idxs: list[int], total: int, keep_min: int,
                        qkv: nn.Module, blocks: int) -> list[int]:
@@ -240,10 +287,16 @@ class SelectionPlanner:
         self.pruner, self.scopes, self.dry_runs = pruner, scopes, 0
         self._initial_heads = (dict(pruner.num_heads), dict(pruner.out_channel_groups))
         install_scopes(pruner, [(scope.name, scope.keys) for scope in scopes])
-        self._all_groups, self._rerooted = all_groups, {}
+        self._all_groups, self._rerooted, self._pruning = all_groups, {}, None
         self.cost = CostModel(model, example_inputs, pruner.DG, pruner.importance)
         self.base_macs, self.base_params = self.cost.base_macs, self.cost.base_params
-        self.cap = SelectionCap(pruner, model, pruner.max_pruning_ratio, root_caps or {}, min_channels)
+        self.cap = SelectionCap(pruner, model, pruner.max_pruning_ratio, root_caps or {}, min_channels,
+                                _channel_groups(pruner, all_groups))
+
+    @property
+    def all_groups(self) -> list:
+        """Every group of the dense model's graph (full indices)."""
+        return self._all_groups
 
     def set_ratios(self, ratios: dict[str, float], head_ratio: float, steps: int) -> None:
         """Resets the pruner and schedules ``ratios`` (by scope name) over ``steps`` steps."""
@@ -252,23 +305,86 @@ class SelectionPlanner:
 
     def dry_run(self, ratios: dict[str, float], head_ratio: float = 0.0) -> tuple[float, float, dict]:
         """Predicted ``(macs, params, keep_ratios)`` if the scopes were pruned at ``ratios``."""
+        keep, heads_after = self._select(ratios, head_ratio)
+        return self.cost.macs(keep, heads_after), self.cost.params(keep, heads_after), keep
+
+    def predict_layers(self, ratios: dict[str, float], head_ratio: float = 0.0) -> dict[nn.Module, float]:
+        """Predicted MACs of every counted layer if the scopes were pruned at ``ratios``."""
+        return self.cost.layer_macs(*self._select(ratios, head_ratio))
+
+    def _select(self, ratios: dict[str, float], head_ratio: float) -> tuple[dict, dict[nn.Module, int]]:
+        """Keep ratios of the dry run's selection, and the attention heads left after it."""
         self.set_ratios(ratios, head_ratio, steps=1)
         self.cap.step_heads = dict(self.pruner.num_heads)
-        selections = dry_step(self.pruner, self.cap, self._all_groups, self._rerooted)
+        with self._naming_failures("rank"):
+            selections = dry_step(self.pruner, self.cap, self._all_groups, self._rerooted)
         self.dry_runs += 1
-        heads_after = dict(self.pruner.num_heads)
-        keep = self.cost.keep_ratios(selections)
-        return self.cost.macs(keep, heads_after), self.cost.params(keep), keep
+        return self.cost.keep_ratios(selections), dict(self.pruner.num_heads)
 
     def prune(self) -> None:
-        """Runs the scheduled pruning step for real, with the same per-layer cap as the dry run."""
+        """Runs the scheduled pruning step for real, with the same per-layer cap as the dry run;
+        ``cap.removed_heads`` then holds the heads this step removed."""
         self.cap.step_heads = dict(self.pruner.num_heads)
-        capped_step(self.pruner, self.cap)
+        self.cap.removed_heads = {}
+        with self._naming_failures("prune"):
+            capped_step(self.pruner, self.cap, self._prune_group)
+
+    def _prune_group(self, group) -> None:
+        self._pruning = group
+        group.prune()
+        self._pruning = None
+
+    @contextmanager
+    def _naming_failures(self, action: str) -> Iterator[None]:
+        """torch-pruning's errors on one group become a PruningError naming the group's layers."""
+        self._pruning = self.pruner.importance.current = None
+        try:
+            yield
+        except (PruningError, MemoryError, torch.cuda.OutOfMemoryError):
+            raise
+        except Exception as err:
+            group = self._pruning or self.pruner.importance.current
+            if group is None:
+                raise
+            raise PruningError(f"torch-pruning cannot {action} the group of {self._describe(group)}: "
+                               f"{type(err).__name__}: {err}") from err
+
+    def _describe(self, group) -> str:
+        """The group's root layer and the layers it prunes, by name."""
+        names = {**{id(p): n for n, p in self.cost.model.named_parameters()},
+                 **{id(m): n for n, m in self.cost.model.named_modules()}}
+        members = list(dict.fromkeys(names[id(dep.target.module)] for dep, _ in group
+                                     if id(dep.target.module) in names))
+        root = names.get(id(group[0].dep.target.module), type(group[0].dep.target.module).__name__)
+        return f"{root} (layers {', '.join(members[:8])}{' ...' if len(members) > 8 else ''})"
+
+
+def _channel_groups(pruner: tp.pruner.BasePruner, groups: list) -> dict[tuple[int, object], int]:
+    """Channel groups of the (non-attention) groups that have several, by ``(id(root), fn)``."""
+    found = {}
+    for group in groups:
+        if any(dep.target.module in pruner.num_heads and pruner.DG.is_out_channel_pruning_fn(dep.handler)
+               for dep, _ in group):
+            continue  # attention groups: the cap handles heads itself
+        count = channel_groups(pruner, group)
+        if count > 1:
+            found[(id(group[0].dep.target.module), group[0].dep.handler)] = count
+    return found
 
 
 def plan(model: nn.Module, strategy: Strategy, example_inputs: torch.Tensor, cached: CachedImportance,
          ignored: list[nn.Module]) -> SelectionPlanner:
-    """The pruner for ``strategy``, wrapped in a planner over the strategy's ranking scopes."""
+    """The pruner for ``strategy``, wrapped in a planner over the strategy's ranking scopes.
+
+    Raises:
+        PruningError: The model has layers the engine cannot prune (``graph.UNSUPPORTED_LAYERS``),
+            cannot be traced, or has nothing to prune.
+    """
+    unsupported = unsupported_layers(model)
+    if unsupported:
+        raise PruningError(f"{type(model).__name__} has layers the engine cannot prune correctly: " + "; ".join(
+            f"{', '.join(names[:4])}{f' and {len(names) - 4} more' if len(names) > 4 else ''}: {reason}"
+            for reason, names in unsupported.items()))
     pruner = _build_pruner(model, strategy, example_inputs, cached, ignored)
     raw_groups = list(pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
                                                root_module_types=pruner.root_module_types))
@@ -282,13 +398,15 @@ def plan(model: nn.Module, strategy: Strategy, example_inputs: torch.Tensor, cac
 
 
 def _build_pruner(model, strategy, example_inputs, importance, ignored) -> tp.pruner.BasePruner:
+    options = graph_options(model)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch-pruning warns about unwrapped parameters
             return tp.pruner.BasePruner(
                 model, example_inputs, importance=importance, global_pruning=strategy.global_pruning,
                 pruning_ratio=0.0, pruning_ratio_dict=None, max_pruning_ratio=strategy.max_layer_pruning,
-                iterative_steps=strategy.iterative_steps, ignored_layers=ignored, round_to=strategy.round_to,
+                iterative_steps=strategy.iterative_steps, ignored_layers=[*ignored, *options["ignored_params"]],
+                round_to=strategy.round_to, customized_pruners=options["customized_pruners"],
                 # Fresh dicts: torch-pruning's defaults are shared mutable arguments.
                 in_channel_groups={}, out_channel_groups={}, num_heads=attention_heads(model),
                 prune_num_heads=strategy.prune_num_heads, prune_head_dims=strategy.prune_head_dims,

@@ -2,7 +2,9 @@
 
 The dense model is counted once with torch-pruning's op counter (the convention of the
 Isomorphic Pruning and DepGraph papers). A selection becomes keep ratios of every layer (and
-unwrapped parameter) its groups touch, and each layer's count is scaled by them.
+unwrapped parameter) its groups touch, and each layer's count is scaled by them. A layer pruned
+as one unit by a customized pruner (Swin's ``PatchMerging``) passes its ratios on to the layers
+inside it, which the op counter counts.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ class CostModel:
         self._counted = counted_modules(model)
         self._layer_flops = {m: float(layer_flops.get(m) or 0.0) for m in self._counted}
         self._tokens = _attention_tokens(model, example_inputs)
-        self._batch = int(example_inputs.shape[0])
         self._channels = {m: (DG.get_out_channels(m), DG.get_in_channels(m)) for m in DG.module2node
                           if isinstance(m, nn.Module) and DG.get_pruner_of_module(m) is not None}
+        # Layers pruned as one unit: their pruner says what their children keep.
+        self._composites = {id(m): DG.get_pruner_of_module(m) for m in self._channels
+                            if hasattr(DG.get_pruner_of_module(m), "keep_ratios")}
         self._dependents: dict[tuple[int, object], list[tuple[object, str, float]]] = {}
 
     def keep_ratios(self, selections) -> dict[int, dict[str, float]]:
@@ -52,7 +56,12 @@ class CostModel:
             for target, direction, factor in self._group_dependents(sel.module, sel.fn):
                 removed[id(target)][direction] += len(sel.idxs) * factor
                 targets[id(target)] = target
-        return {tid: self._keep(targets[tid], rem) for tid, rem in removed.items()}
+        keep = {tid: self._keep(targets[tid], rem) for tid, rem in removed.items()}
+        for tid in [tid for tid in keep if tid in self._composites]:
+            for child, keep_out, keep_in in self._composites[tid].keep_ratios(targets[tid], keep[tid]["out"],
+                                                                              keep[tid]["in"]):
+                keep[id(child)] = {"out": keep_out, "in": keep_in}
+        return keep
 
     def _keep(self, target, removed: dict[str, float]) -> dict[str, float]:
         if isinstance(target, nn.Parameter):
@@ -89,24 +98,31 @@ class CostModel:
     def macs(self, keep: dict, heads_after: dict[nn.Module, int]) -> float:
         """Predicted MACs at ``keep`` ratios, with ``heads_after`` attention heads."""
         total = 0.0
+        for layer_macs in self.layer_macs(keep, heads_after).values():
+            total += layer_macs
+        return total
+
+    def layer_macs(self, keep: dict, heads_after: dict[nn.Module, int]) -> dict[nn.Module, float]:
+        """Predicted MACs of every layer the op counter counts, in its order."""
+        layers = {}
         carried = 1.0  # keep ratio of the latest layer, for parameter-free ops that follow it
         for module in self._counted:
             base, ratios = self._layer_flops[module], keep.get(id(module))
             if isinstance(module, _timm_attention_types()):
-                total += self._attention_flops(module, keep, heads_after)
+                layers[module] = self._attention_flops(module, keep, heads_after)
             elif ratios is None:
-                total += base * (carried if not _has_params(module) else 1.0)
+                layers[module] = base * (carried if not _has_params(module) else 1.0)
             else:
                 factor, carried = _macs_factor(module, ratios["out"], ratios["in"])
-                total += base * factor
-        return total
+                layers[module] = base * factor
+        return layers
 
     def _attention_flops(self, module: nn.Module, keep: dict, heads_after: dict[nn.Module, int]) -> float:
         """torch-pruning's count for a timm attention layer, with the planned dimensions."""
         ratios = keep.get(id(module.qkv), {"out": 1.0, "in": 1.0})
-        n = self._tokens.get(module)
-        if n is None:
+        if module not in self._tokens:
             return self._layer_flops[module]
+        n, batch = self._tokens[module]
         qdim = module.qkv.out_features * ratios["out"] / 3
         dim_in = module.qkv.in_features * ratios["in"]
         heads = heads_after.get(module.qkv, module.num_heads)
@@ -115,10 +131,10 @@ class CostModel:
             flops += 3 * n * qdim
         flops += heads * (2 * n * n * (qdim / max(heads, 1)) + n * n)
         flops += n * qdim * (qdim + 1)
-        return flops * self._batch
+        return flops * batch
 
-    def params(self, keep: dict) -> float:
-        """Predicted params at ``keep`` ratios."""
+    def params(self, keep: dict, heads_after: dict[nn.Module, int] | None = None) -> float:
+        """Predicted params at ``keep`` ratios (with ``heads_after`` attention heads)."""
         total = 0.0
         for module in self.model.modules():
             ratios = keep.get(id(module), {"out": 1.0, "in": 1.0})
@@ -127,6 +143,8 @@ class CostModel:
                 pk = keep.get(id(param))
                 if pk is not None:
                     total += param.numel() * min(pk["out"], pk["in"])
+                elif name == "relative_position_bias_table" and isinstance(module, _timm_attention_types()):
+                    total += param.numel() * (heads_after or {}).get(module.qkv, module.num_heads) / module.num_heads
                 elif name == "bias" or isinstance(module, _NORMS):
                     total += param.numel() * min(r_out, r_in)
                 elif _depthwise(module):
@@ -161,15 +179,16 @@ def _pruned_dim_size(param: nn.Parameter) -> int:
     return 1
 
 
-def _attention_tokens(model: nn.Module, example_inputs: torch.Tensor) -> dict[nn.Module, int]:
-    """Sequence length seen by each timm attention layer in one forward pass."""
-    tokens: dict[nn.Module, int] = {}
+def _attention_tokens(model: nn.Module, example_inputs: torch.Tensor) -> dict[nn.Module, tuple[int, int]]:
+    """``(sequence length, batch)`` seen by each timm attention layer in one forward pass (Swin's
+    window attention sees one sequence per window)."""
+    tokens: dict[nn.Module, tuple[int, int]] = {}
     attn_types = _timm_attention_types()
     if not any(isinstance(m, attn_types) for m in model.modules()):
         return tokens
 
     def hook(module, inputs, _output):
-        tokens[module] = int(inputs[0].shape[1])
+        tokens[module] = (int(inputs[0].shape[1]), int(inputs[0].shape[0]))
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, attn_types)]
     was_training = model.training

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 import torch_pruning as tp
 
 from multi_agent_pruning.core.dependency import group_costs
+from multi_agent_pruning.core.engine import check_prunable
 from multi_agent_pruning.core.graph import GroupInfo, build_dependency_graph, describe_groups
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class Profile:
     calibration: dict[str, Any] = field(default_factory=dict)
     cache_key: str = ""
     seconds: float = 0.0
+    num_classes: int | None = None  # the model's output size; None in profiles cached before it was recorded
 
     @property
     def prunable_layers(self) -> list[dict[str, Any]]:
@@ -166,8 +168,15 @@ def profile_model(
     Sensitivity masks the least important ``sensitivity_fraction`` of one group's channels at a
     time (zeroing every coupled weight slice torch-pruning would remove) and measures the loss
     and accuracy change on the calibration batches; the model is restored after each group.
+
+    Every search profiles its model before any trial: a model the engine cannot prune correctly
+    is refused here (:func:`~multi_agent_pruning.core.engine.check_prunable`).
+
+    Raises:
+        PruningError: The engine cannot prune the model; the message names the layers and why.
     """
     start = time.perf_counter()
+    check_prunable(model, example_inputs)
     DG = build_dependency_graph(model, example_inputs)
     groups = describe_groups(model, example_inputs, DG=DG)
     costs = group_costs(model, example_inputs, groups)
@@ -194,8 +203,22 @@ def profile_model(
         input_size=tuple(int(d) for d in example_inputs.shape[1:]), base_macs=float(macs), base_params=int(params),
         prunable_macs=total_macs, prunable_params=total_params, groups=profiles,
         safety_limits=dict(safety_limits or {}), calibration=calibration_info,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start, num_classes=_output_size(model, example_inputs),
     )
+
+
+@torch.no_grad()
+def _output_size(model: nn.Module, example_inputs: torch.Tensor) -> int | None:
+    """The size of the model's (first) output, its number of classes for a classifier."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(example_inputs)
+    finally:
+        model.train(was_training)
+    if isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() >= 1 else None
 
 
 @torch.no_grad()
@@ -237,6 +260,11 @@ def _masked_loss(model, DG, info: GroupInfo, fraction: float, batches) -> tuple[
 
 def _zero_slices(DG, target, is_out: bool, idxs: list[int], backups: list) -> None:
     """Zeroes what pruning ``idxs`` of ``target`` would remove, saving the originals first."""
+    unit = DG.get_pruner_of_module(target) if isinstance(target, nn.Module) else None
+    if hasattr(unit, "parts"):  # a layer pruned as one unit (Swin's PatchMerging): its children
+        for child, child_out, child_idxs in unit.parts(target, idxs, is_out):
+            _zero_slices(DG, child, child_out, child_idxs, backups)
+        return
     index = torch.as_tensor(idxs, dtype=torch.long)
 
     def zero(tensor: torch.Tensor | None, dim: int) -> None:

@@ -28,7 +28,8 @@ from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, Mult
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FineTuneConfig", "FineTuneResult", "NonFiniteLossError", "distillation_loss", "fine_tune", "lr_multiplier"]
+__all__ = ["FineTuneConfig", "FineTuneResult", "NonFiniteLossError", "distillation_loss", "fine_tune", "lr_multiplier",
+           "set_gradient_checkpointing"]
 
 _SGD_MOMENTUM = 0.9
 _STEP_MILESTONES = (0.5, 0.75)  # fractions of the post-warm-up steps where "step" divides the lr by 10
@@ -152,6 +153,22 @@ def lr_multiplier(step: int, total_steps: int, warmup_steps: int, scheduler: str
     if scheduler == "step":
         return 0.1 ** sum(progress >= m for m in _STEP_MILESTONES)
     return 1.0
+
+
+def set_gradient_checkpointing(model: nn.Module) -> bool:
+    """Turns on activation checkpointing where the model supports it (timm's
+    ``set_grad_checkpointing``); logs once and returns False where it does not."""
+    if hasattr(model, "set_grad_checkpointing"):
+        model.set_grad_checkpointing(True)
+        return True
+    if type(model).__name__ not in _NO_CHECKPOINTING:
+        _NO_CHECKPOINTING.add(type(model).__name__)
+        logger.warning("gradient checkpointing asked for, but %s has no set_grad_checkpointing(); training without it",
+                       type(model).__name__)
+    return False
+
+
+_NO_CHECKPOINTING: set[str] = set()
 
 
 def fine_tune(

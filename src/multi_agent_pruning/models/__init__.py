@@ -7,11 +7,13 @@
 from multi_agent_pruning.models import catalog as _catalog  # noqa: F401  (registers the models)
 from multi_agent_pruning.models.checkpoint import load_checkpoint, read_state_dict, save_checkpoint
 from multi_agent_pruning.models.describe import describe_models, format_model_table
+from multi_agent_pruning.models.inputs import example_inputs, model_input_size, record_input_size, resolve_input_size
 from multi_agent_pruning.models.registry import (
     FAMILIES,
     ModelSpec,
     create_model,
     get_model_spec,
+    has_pretrained_weights,
     list_models,
     register_model,
     register_model_spec,
@@ -24,12 +26,17 @@ __all__ = [
     "ModelSpec",
     "create_model",
     "describe_models",
+    "example_inputs",
     "format_model_table",
     "get_model_spec",
+    "has_pretrained_weights",
     "list_models",
     "load_checkpoint",
+    "model_input_size",
     "read_state_dict",
+    "record_input_size",
     "register_model",
     "register_model_spec",
+    "resolve_input_size",
     "save_checkpoint",
 ]

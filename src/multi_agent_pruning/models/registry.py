@@ -12,14 +12,15 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import timm
 import torch
 from torch import nn
 
-from multi_agent_pruning.exceptions import ConfigurationError, UnknownNameError
+from multi_agent_pruning.exceptions import ConfigurationError, ModelDownloadError, UnknownNameError
 from multi_agent_pruning.models.checkpoint import load_checkpoint
+from multi_agent_pruning.models.inputs import record_input_size
 from multi_agent_pruning.models.pretrained import load_pretrained_timm
 from multi_agent_pruning.utils.registry import Registry
 
@@ -28,6 +29,7 @@ __all__ = [
     "ModelSpec",
     "create_model",
     "get_model_spec",
+    "has_pretrained_weights",
     "list_models",
     "register_model",
     "register_model_spec",
@@ -128,6 +130,19 @@ def _timm_input_size(timm_name: str) -> tuple[int, int, int]:
     return tuple(config.input_size) if config is not None else (3, 224, 224)
 
 
+def has_pretrained_weights(name: str) -> bool:
+    """Whether timm publishes pretrained weights for the model ``name`` (registry or timm name);
+    False for the registry's own small models, which are trained from scratch."""
+    timm_name = get_model_spec(name).timm_name
+    if timm_name is None:
+        return False
+    try:
+        config = timm.models.get_pretrained_cfg(timm_name)
+    except Exception:  # noqa: BLE001 - names timm has no default config for
+        return False
+    return bool(config and (config.hf_hub_id or config.url or config.file))
+
+
 def _guess_family(timm_name: str) -> str:
     prefixes = {"convnext": "convnext", "mobilenet": "mobilenet", "efficientnet": "efficientnet"}
     for prefix, family in prefixes.items():
@@ -142,7 +157,7 @@ def create_model(
     num_classes: int | None = None,
     in_chans: int | None = None,
     input_size: int | None = None,
-    pretrained: bool = False,
+    pretrained: bool | Literal["auto"] = False,
     checkpoint: str | os.PathLike[str] | None = None,
     trust_checkpoint: bool = False,
     device: str | torch.device = "cpu",
@@ -157,11 +172,17 @@ def create_model(
         in_chans: Input channels; None keeps the spec's.
         input_size: Image side in pixels. ViT-family models are built for it (``img_size``);
             convolutional models accept any size and ignore it.
-        pretrained: Load timm's pretrained weights (see :mod:`.pretrained`).
+        pretrained: Load timm's pretrained weights (see :mod:`.pretrained`). ``"auto"`` loads
+            them where the model has them (:func:`has_pretrained_weights`) and no ``checkpoint``
+            replaces them; where they cannot be fetched (offline, not in the Hugging Face cache)
+            the model keeps its random initialisation and one warning says how to get them.
         checkpoint: A ``.pth``/``.pt``/``.safetensors`` file loaded after construction.
         trust_checkpoint: Allow unpickling a checkpoint that is more than tensors.
         device: Where the model ends up; ``"meta"`` builds it without allocating weights.
         **kwargs: Passed on to ``timm.create_model`` or the builder.
+
+    The model records the input it was built for (``in_chans`` x ``input_size``, or the spec's
+    defaults); :func:`~multi_agent_pruning.models.model_input_size` reads it back.
 
     Raises:
         UnknownNameError: Unknown name. ConfigurationError: invalid arguments.
@@ -170,17 +191,51 @@ def create_model(
     spec = get_model_spec(name)
     target = _parse_device(device)
     options = _options(spec, num_classes, in_chans, input_size, kwargs)
+    built_for = _built_for(spec, options, input_size)
+    if pretrained == "auto":
+        pretrained = checkpoint is None and target.type != "meta" and has_pretrained_weights(name)
+        fallback = True
+    elif isinstance(pretrained, bool):
+        fallback = False
+    else:
+        raise ConfigurationError(f"pretrained must be True, False or 'auto', got {pretrained!r}")
     if target.type == "meta":
         if pretrained or checkpoint is not None:
             raise ConfigurationError(
                 "device='meta' builds an empty model; it cannot take pretrained or checkpoint weights"
             )
         with torch.device("meta"):
-            return _build(spec, options, pretrained=False)
-    model = _build(spec, options, pretrained)
+            return record_input_size(_build(spec, options, pretrained=False), built_for)
+    model = _build_with_fallback(spec, options) if pretrained and fallback else _build(spec, options, pretrained)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, trust_checkpoint=trust_checkpoint)
-    return model.to(target)
+    return record_input_size(model.to(target), built_for)
+
+
+def _built_for(spec: ModelSpec, options: Mapping[str, Any], input_size: int | None) -> tuple[int, int, int]:
+    """The (C, H, W) the model is built for: channels and ``img_size`` as passed, else the spec's."""
+    side = options.get("img_size", input_size)
+    if isinstance(side, int) and not isinstance(side, bool):
+        height = width = side
+    elif isinstance(side, (tuple, list)) and len(side) == 2:
+        height, width = (int(d) for d in side)
+    else:
+        height, width = spec.input_size[1:]
+    return int(options.get("in_chans") or spec.input_size[0]), height, width
+
+
+def _build_with_fallback(spec: ModelSpec, options: dict[str, Any]) -> nn.Module:
+    """``pretrained="auto"``: the pretrained model, or a randomly initialised one and one warning
+    (the same one ``pretrained=False`` builds from the same seed)."""
+    rng = torch.get_rng_state()
+    try:
+        return _build(spec, options, pretrained=True)
+    except ModelDownloadError as error:
+        torch.set_rng_state(rng)  # the failed attempt initialised a model too
+        # The error names the model, the Hub and cache it tried, ModelDownloader and checkpoint=PATH.
+        logger.warning("%s Model %r starts from random initialisation instead (accuracy near chance until "
+                       "trained); pretrained=False builds it so without this warning.", error, spec.name)
+        return _build(spec, options, pretrained=False)
 
 
 def _parse_device(device: str | torch.device) -> torch.device:

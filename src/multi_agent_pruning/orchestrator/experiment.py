@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from multi_agent_pruning.orchestrator.prepare import (
     check_resources,
     check_target,
     check_writable,
+    default_output_dir,
     warn_unplaceable,
 )
 from multi_agent_pruning.orchestrator.ray_runtime import init_ray
@@ -29,7 +31,7 @@ from multi_agent_pruning.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_experiment", "summarise", "write_run_report"]
+__all__ = ["no_model_reason", "run_experiment", "summarise", "write_run_report"]
 
 
 def _state(cfg: ExperimentConfig, method: str, status: str, **extra: Any) -> dict[str, Any]:
@@ -49,11 +51,10 @@ def run_experiment(cfg: ExperimentConfig, *, output_dir: str | Path | None = Non
     """
     with handle_stop_signals():
         start = time.perf_counter()
+        paths = ExperimentPaths(Path(output_dir) if output_dir else default_output_dir(cfg, resume=resume))
         if output_dir is None and os.environ.get("RAY_JOB_ID"):
             logger.warning("running as a Ray job without --output-dir: results go to %s inside the job's working "
-                           "directory copy; pass an absolute --output-dir on shared storage",
-                           cfg.output_path().resolve())
-        paths = ExperimentPaths(Path(output_dir) if output_dir else cfg.output_path())
+                           "directory copy; pass an absolute --output-dir on shared storage", paths.root.resolve())
         check_output_dir(paths, cfg, resume, method)
         check_resources(cfg, address)
         context = build_context(cfg, method=method, run=run)  # bad model/dataset fail here, before any write
@@ -105,8 +106,24 @@ def summarise(cfg: ExperimentConfig, paths: ExperimentPaths, outcome: dict[str, 
         "reproduce": f"mapruner prune --config <config> --output-dir {paths.root}",
     }
     if best is None:
-        summary["error"] = "no trial succeeded; see the failed rows in the results table"
+        summary["error"] = no_model_reason(rows)
     return summary
+
+
+def no_model_reason(rows: list[TrialResult]) -> str:
+    """Why no trial produced a model: the counts by status and the most frequent reasons."""
+    failed = [r for r in rows if r.status == "failed"]
+    rejected = [r for r in rows if r.status == "rejected"]
+    reasons = Counter(_reason(r) for r in failed + rejected)
+    top = "; ".join(f"{reason} ({n}x)" for reason, n in reasons.most_common(3))
+    return (f"no trial produced a model: {len(rows)} trials, {len(failed)} failed, {len(rejected)} rejected"
+            + (f"; main reasons: {top}" if top else "") + "; the rows are in the results table")
+
+
+def _reason(row: TrialResult) -> str:
+    text = (row.error or "no error recorded").strip().splitlines()[0]
+    text = text if len(text) <= 160 else text[:157] + "..."
+    return f"{row.error_type}: {text}" if row.error_type else text
 
 
 def write_run_report(paths: ExperimentPaths, experiment: str) -> str | None:

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,17 @@ from multi_agent_pruning.config import ExperimentConfig, config_to_dict
 from multi_agent_pruning.core.engine import count_macs_params
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.data import take_calibration_batches
-from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError
+from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, InfeasibleTargetError
 from multi_agent_pruning.orchestrator.dense import load_experiment_data, prepare_dense_model
 from multi_agent_pruning.orchestrator.ray_runtime import resolve_address
 from multi_agent_pruning.results import TrialResult
 from multi_agent_pruning.search.trial import TrialContext
+from multi_agent_pruning.utils.metrics import resolve_metrics
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["STATE_FILE", "ExperimentPaths", "base_strategy", "build_context", "check_output_dir", "check_resources",
-           "check_target", "check_writable", "print_progress", "profiling_agent_config", "read_state",
+           "check_target", "default_output_dir", "check_writable", "print_progress", "profiling_agent_config", "read_state",
            "warn_unplaceable"]
 
 STATE_FILE = "experiment.json"
@@ -79,9 +81,10 @@ def build_context(cfg: ExperimentConfig, *, method: str, run: int, seed: int | N
     ds, ft, hw = cfg.effective_dataset(), cfg.effective_finetune(), cfg.hardware
     finetune = {"warmup_ratio": ft.warmup_ratio, "label_smoothing": ft.label_smoothing,
                 "kd_temperature": ft.kd_temperature, "amp": ft.amp, "gradient_clip": ft.gradient_clip,
-                "optimizer": cfg.agents.fine_tuning_agent.optimizer, "scheduler": cfg.agents.fine_tuning_agent.scheduler}
+                "optimizer": cfg.agents.fine_tuning_agent.optimizer, "scheduler": cfg.agents.fine_tuning_agent.scheduler,
+                "gradient_checkpointing": hw.gpu.gradient_checkpointing}
     evaluation = {"comprehensive_metrics": cfg.evaluation.latency, "latency_repeats": cfg.evaluation.latency_repeats,
-                  "custom_metrics": list(cfg.custom_metrics())}
+                  "custom_metrics": resolve_metrics(cfg.custom_metrics())}  # functions: workers never ran the user's script
     context = TrialContext(
         experiment=cfg.experiment.name, run=run, method=method, model_name=cfg.model.name, dataset=ds.name,
         seed=cfg.experiment.seed if seed is None else seed, model=model, bundle=bundle,
@@ -120,6 +123,30 @@ def profile_request(cfg: ExperimentConfig, context: TrialContext) -> dict[str, A
                                            context.batch_size)
     return {"model": context.model, "model_name": context.model_name, "dataset": context.dataset,
             "input_size": context.input_shape[1:], "calibration": calibration}
+
+
+def default_output_dir(cfg: ExperimentConfig, *, resume: bool = False) -> Path:
+    """Where a run goes when no output directory is given: ``<experiment.output_dir>/<name>`` if it
+    is free, else ``<name>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3`` ... appended if that is taken too),
+    so that a run never collides with an earlier one. With ``resume`` it is the latest of these
+    that holds an experiment record (the plain name when there is none, so the error says so)."""
+    plain = cfg.output_path()
+    if resume:
+        earlier = [p for p in plain.parent.glob(f"{plain.name}*")
+                   if (p.name == plain.name or p.name.startswith(plain.name + "-")) and (p / STATE_FILE).is_file()]
+        return max(earlier, key=lambda p: (p / STATE_FILE).stat().st_mtime, default=plain)
+    if not _taken(plain):
+        return plain
+    stamp = plain.with_name(f"{plain.name}-{datetime.now():%Y%m%d-%H%M%S}")
+    candidate, n = stamp, 1
+    while _taken(candidate):
+        n += 1
+        candidate = stamp.with_name(f"{stamp.name}-{n}")
+    return candidate
+
+
+def _taken(path: Path) -> bool:
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
 def check_writable(paths: ExperimentPaths) -> None:
@@ -220,7 +247,7 @@ def check_target(cfg: ExperimentConfig, context: TrialContext) -> None:
                 f"{cfg.model.name} ({dense:.4g} {unit}) keeps fewer")
     if rule:
         key, value = ("target.budget", t.budget) if t.budget is not None else ("target.reduction", t.reduction)
-        raise ConfigurationError("Impossible target:", [ConfigIssue(key, rule, value)])
+        raise InfeasibleTargetError("Impossible target:", [ConfigIssue(key, rule, value)])
 
 
 def check_resources(cfg: ExperimentConfig, address: str | None) -> None:

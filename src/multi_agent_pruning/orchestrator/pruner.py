@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from multi_agent_pruning.config import ExperimentConfig, apply_overrides, load_config, load_config_dict
+from multi_agent_pruning.exceptions import PruningError
 from multi_agent_pruning.orchestrator.compare import compare_methods
 from multi_agent_pruning.orchestrator.experiment import run_experiment
 from multi_agent_pruning.orchestrator.targets import target_overrides
@@ -57,6 +58,12 @@ class MultiAgentPruner:
             ``final_accuracy``, ``params_reduction``, ``macs_reduction``,
             ``convergence_iterations``, ``total_time_minutes``, ``best_model_path``,
             ``results_path`` and more (the content of ``summary.json``).
+
+        Raises:
+            PruningError: No trial produced a model; the message gives the counts of failed and
+                rejected trials and the main reasons. The results table and ``summary.json`` are
+                written first, and the summary is the error's ``result``.
+            ConfigurationError: Bad input (unknown model or dataset, target out of range, ...).
         """
         extra = target_overrides(target_ratio=target_ratio, target_macs=target_macs, target_kind=target_kind)
         if max_iterations is not None:
@@ -66,7 +73,10 @@ class MultiAgentPruner:
         if enable_caching is not None:
             extra.append(f"precomputation.enabled={str(bool(enable_caching)).lower()}")
         cfg = self._configure(model_name, dataset, extra)
-        return run_experiment(cfg, output_dir=output_dir, resume=resume, address=address, progress=progress)
+        summary = run_experiment(cfg, output_dir=output_dir, resume=resume, address=address, progress=progress)
+        if summary.get("final_accuracy") is None:
+            raise PruningError(f"{summary.get('error')} ({summary['results_path']})", result=summary)
+        return summary
 
     def compare_methods(self, model_name: str | None, dataset: str | None, target_ratio: float | None = None,
                         methods: list[str] | None = None, *, num_runs: int | None = None,
@@ -76,8 +86,14 @@ class MultiAgentPruner:
         """Runs every method at the same trial budget, seeds and fine-tune budget.
 
         Returns:
-            ``{method: {best_accuracy, mean, std, best_per_run, trials_used, wall_time_s, ...}}``;
-            all trials are in one result table with ``method`` and ``run`` columns.
+            ``{method: {final_accuracy, best_accuracy, mean, std, best_per_run, trials_used,
+            wall_time_s, ...}}`` (see :func:`~multi_agent_pruning.orchestrator.compare.compare_methods`);
+            all trials are in one result table with ``method`` and ``run`` columns. ``methods=None``
+            runs every method, ``multi_agent`` included; without ``output_dir`` the comparison goes
+            to a directory no earlier run uses.
+
+        Raises:
+            PruningError: No method produced a model (the table and ``comparison.json`` are written first).
         """
         extra = target_overrides(target_ratio=target_ratio, target_macs=target_macs, target_kind=target_kind)
         cfg = self._configure(model_name, dataset, extra)

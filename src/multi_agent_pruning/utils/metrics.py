@@ -29,6 +29,7 @@ __all__ = [
     "compute_metrics",
     "compute_params",
     "get_metric",
+    "resolve_metrics",
     "input_size_of",
     "list_metrics",
     "measure_latency",
@@ -161,8 +162,25 @@ def list_metrics() -> list[str]:
     return _METRICS.names()
 
 
-def compute_metrics(names: Iterable[str], model: nn.Module, dataset_info: Any) -> dict[str, float]:
-    """Runs each named metric and returns ``{name: value}``.
+def resolve_metrics(names: Iterable[str] | Mapping[str, MetricFn]) -> dict[str, MetricFn]:
+    """``{name: function}`` of registered metric names (a mapping is returned as it is).
+
+    A search resolves its metrics here, in the driver where the user registered them, and ships
+    the functions to the trials with the trial context: a metric registered in the user's script
+    is then known in every Ray worker, which never runs that script.
+
+    Raises:
+        UnknownNameError: A name is not registered.
+    """
+    if isinstance(names, Mapping):
+        return dict(names)
+    return {name: get_metric(name) for name in names}
+
+
+def compute_metrics(names: Iterable[str] | Mapping[str, MetricFn], model: nn.Module,
+                    dataset_info: Any) -> dict[str, float]:
+    """Runs each metric (registered names, or ``{name: function}`` from :func:`resolve_metrics`)
+    and returns ``{name: value}``.
 
     All names are resolved before any metric runs, so a typo fails fast.
 
@@ -170,7 +188,7 @@ def compute_metrics(names: Iterable[str], model: nn.Module, dataset_info: Any) -
         UnknownNameError: A name is not registered.
         MultiAgentPruningError: A metric raised, or returned something other than a finite number.
     """
-    functions = {name: get_metric(name) for name in names}
+    functions = resolve_metrics(names)
     return {name: _run_metric(name, fn, model, dataset_info) for name, fn in functions.items()}
 
 

@@ -12,14 +12,13 @@ from multi_agent_pruning.stats.comparison import analyze_methods, best_per_run
 from multi_agent_pruning.stats.paper_targets import (PAPER_TARGETS, PaperSource, PaperTarget, get_paper_target,
                                                      list_paper_targets, targets_for)
 from multi_agent_pruning.stats.reproduction import compare_with_papers
-from multi_agent_pruning.validation.validator import DEFAULT_METHODS, PaperReproductionValidator
+from multi_agent_pruning.validation.validator import PaperReproductionValidator
 
 __all__ = [
     "PaperReproductionValidator",
     "PaperTarget",
     "PaperSource",
     "PAPER_TARGETS",
-    "DEFAULT_METHODS",
     "get_paper_target",
     "list_paper_targets",
     "targets_for",

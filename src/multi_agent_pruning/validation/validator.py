@@ -13,8 +13,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from multi_agent_pruning.exceptions import ConfigurationError, ResultStoreError
+from multi_agent_pruning.exceptions import ConfigurationError, ValidationError
 from multi_agent_pruning.orchestrator import MultiAgentPruner
+from multi_agent_pruning.orchestrator.compare import all_methods, check_methods
 from multi_agent_pruning.reports import render_report_html
 from multi_agent_pruning.results import RESULT_SCHEMA, ResultStore
 from multi_agent_pruning.stats.comparison import analyze_methods
@@ -23,11 +24,9 @@ from multi_agent_pruning.stats.reproduction import compare_with_papers
 from multi_agent_pruning.utils.atomic import atomic_write
 from multi_agent_pruning.validation.prerequisites import missing_prerequisites
 
-__all__ = ["PaperReproductionValidator", "DEFAULT_METHODS", "Runner"]
+__all__ = ["PaperReproductionValidator", "Runner"]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_METHODS = ("multi_agent", "magnitude_l1", "magnitude_l2", "taylor", "isomorphic", "random")
 
 #: ``runner(target, methods=[...], num_runs=n, output_dir=path)`` runs one target and stores its trials.
 Runner = Callable[..., Any]
@@ -67,7 +66,7 @@ class PaperReproductionValidator:
         """Runs every target whose model and dataset are available; skips the others with the reason.
 
         Args:
-            methods: Methods to compare (default :data:`DEFAULT_METHODS`).
+            methods: Methods to compare (default: every method, as ``compare_methods``).
             num_runs: Repetitions per method.
             targets: Target names to run (default: all of ``PAPER_TARGETS``).
 
@@ -76,13 +75,20 @@ class PaperReproductionValidator:
             also written to ``<output_dir>/validation_status.json``.
 
         Raises:
-            ConfigurationError: ``num_runs`` is not a positive integer.
-            UnknownNameError: A name in ``targets`` is not a paper target.
+            ValidationError: An invalid request, before anything runs: ``num_runs`` is not a
+                positive integer, a method or a target is unknown (the message suggests names).
+                A target that cannot run here is skipped with the reason, not an error.
         """
         if isinstance(num_runs, bool) or not isinstance(num_runs, int) or num_runs < 1:
-            raise ConfigurationError(f"num_runs must be a positive integer, got {num_runs!r}")
-        chosen = [get_paper_target(name) for name in targets] if targets else list(PAPER_TARGETS)
-        methods = list(methods or DEFAULT_METHODS)
+            raise ValidationError(f"num_runs must be a positive integer, got {num_runs!r}")
+        try:
+            chosen = [get_paper_target(name) for name in targets] if targets else list(PAPER_TARGETS)
+            methods = list(all_methods() if methods is None else methods)
+            if not methods:
+                raise ConfigurationError("methods must name at least one method")
+            check_methods(methods)
+        except ConfigurationError as err:
+            raise ValidationError(f"Invalid validation request: {err}") from err
         outcome = {target.name: self._validate(target, methods, num_runs) for target in chosen}
         self.output_dir.mkdir(parents=True, exist_ok=True)
         _write_json(self.output_dir / "validation_status.json", outcome)
@@ -124,6 +130,10 @@ class PaperReproductionValidator:
             unique.setdefault(root.resolve(), root)
         return list(unique.values())
 
+    def _no_results(self) -> str:
+        searched = ", ".join(str(root) for root in self.result_roots()) or str(self.output_dir)
+        return f"No trial results under {searched}; run validate_all_targets() first or pass results_dir"
+
     def read_results(self) -> pa.Table:
         """All rows of all :meth:`result_roots`, concatenated."""
         tables = [ResultStore(root).read() for root in self.result_roots()]
@@ -135,8 +145,14 @@ class PaperReproductionValidator:
         Returns:
             ``{"summary", "method_comparison", "statistical_tests", "paper_reproduction"}``;
             also written to ``<output_dir>/analysis.json``.
+
+        Raises:
+            ValidationError: There are no trial results to analyse.
         """
-        frame = self.read_results().to_pandas()
+        table = self.read_results()
+        if table.num_rows == 0:
+            raise ValidationError(self._no_results())
+        frame = table.to_pandas()
         comparison: dict[str, Any] = {}
         tests: dict[str, Any] = {}
         for experiment, part in sorted(frame.groupby("experiment"), key=lambda item: str(item[0])):
@@ -161,14 +177,12 @@ class PaperReproductionValidator:
             The written paths: the report and ``analysis.json``.
 
         Raises:
-            ResultStoreError: There are no trial results to show yet.
+            ValidationError: There are no trial results to show yet.
         """
         roots = self.result_roots()
         table = self.read_results()
         if table.num_rows == 0:
-            searched = ", ".join(str(root) for root in roots) or str(self.output_dir)
-            raise ResultStoreError(f"No trial results under {searched}; run validate_all_targets() first "
-                                   "or pass results_dir")
+            raise ValidationError(self._no_results())
         self.analyze_results()
         if len(roots) == 1:
             regenerate = shlex.join(["mapruner", "report", str(roots[0])])
