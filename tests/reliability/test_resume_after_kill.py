@@ -1,4 +1,7 @@
-"""Kill a running `mapruner prune` (driver and its local Ray) and finish it with --resume."""
+"""Kill a running `mapruner prune` (driver and its local Ray) and finish it with --resume.
+
+Slow (about 3 minutes together on 2 cores): out of `make test`, run by CI in `make test-reliability`.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+import pytest
 
 from multi_agent_pruning.results import ResultStore
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
 
 FAST = ["--set", "search.max_iterations=3", "--set", "search.batch_size=2", "--set", "search.convergence_threshold=0",
         "--set", "finetune.steps=5", "--set", "model.train_steps=40", "--set", "evaluation.latency=false",
