@@ -43,8 +43,8 @@ class BasePruningMethod(PruningMethod):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        own_run = cls.prune_to_target_macs is not BasePruningMethod.prune_to_target_macs
-        if own_run and getattr(cls.make_strategy, "__isabstractmethod__", False):
+        cls.runs_own_pruning = cls.prune_to_target_macs is not BasePruningMethod.prune_to_target_macs
+        if cls.runs_own_pruning and getattr(cls.make_strategy, "__isabstractmethod__", False):
             # Set before ABCMeta collects the abstract methods, so the class is instantiable.
             cls.make_strategy = _no_strategy  # type: ignore[method-assign]
 

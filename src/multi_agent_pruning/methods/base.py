@@ -68,6 +68,10 @@ class PruningMethod(ABC):
     #: Whether Optuna may tune per-kind ratio multipliers / global-vs-local ranking for this method.
     tunes_multipliers = False
     tunes_ranking = False
+    #: Whether the method prunes with its own ``prune_to_target_macs`` (a custom method of the API
+    #: reference) instead of a strategy for the shared trial function; set by
+    #: :class:`~multi_agent_pruning.baselines.BasePruningMethod` for the subclasses that override it.
+    runs_own_pruning = False
 
     def __init__(self) -> None:
         pass

@@ -32,7 +32,8 @@ from multi_agent_pruning.methods import METHOD_REGISTRY, get_method, list_method
 from multi_agent_pruning.models import has_pretrained_weights
 from multi_agent_pruning.orchestrator.experiment import no_model_reason, write_run_report
 from multi_agent_pruning.orchestrator.prepare import (
-    ExperimentPaths, base_strategy, build_context, check_target, default_output_dir, print_progress, profile_request, profiling_agent_config,
+    ExperimentPaths, base_strategy, build_context, check_target, default_output_dir, print_progress, profile_request,
+    profiling_agent_config,
 )
 from multi_agent_pruning.orchestrator.ray_runtime import init_ray
 from multi_agent_pruning.orchestrator.tune_run import build_tuner, concurrency, fit_search, profile_with_actor, run_search
@@ -47,7 +48,7 @@ from multi_agent_pruning.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["all_methods", "check_methods", "compare_methods", "run_single_strategy", "runs_own_pruning"]
+__all__ = ["all_methods", "check_methods", "compare_methods", "run_single_strategy"]
 
 def all_methods() -> list[str]:
     """Every method a comparison can run: ``multi_agent``, each registered pruning method (the
@@ -61,18 +62,10 @@ def check_methods(methods: Sequence[str]) -> None:
         base = name.split(":", 1)[1] if name.startswith("optuna_") and ":" in name else name
         if base not in known:
             raise UnknownNameError("method", name, known)
-        if base != name and runs_own_pruning(METHOD_REGISTRY.get(base)):
+        if base != name and METHOD_REGISTRY.get(base).runs_own_pruning:
             raise ConfigurationError("Invalid methods:", [ConfigIssue(
                 "methods", f"{base} prunes with its own prune_to_target_macs; Optuna has no strategy of it to tune",
                 name)])
-
-
-def runs_own_pruning(method: Any) -> bool:
-    """Whether ``method`` (a class or an instance) overrides ``prune_to_target_macs`` (a user's custom method, as in the API
-    reference) rather than describing a strategy for the shared trial function."""
-    cls = method if isinstance(method, type) else type(method)
-    owner = next((k for k in cls.__mro__ if "prune_to_target_macs" in vars(k)), None)
-    return owner is not None and not owner.__module__.startswith("multi_agent_pruning.")
 
 
 def compare_methods(cfg: ExperimentConfig, methods: Sequence[str] | None = None, *, num_runs: int | None = None,
@@ -83,8 +76,9 @@ def compare_methods(cfg: ExperimentConfig, methods: Sequence[str] | None = None,
     ``methods=None`` takes ``baselines.methods`` when the config sets it, else every method
     (:func:`all_methods`). A registered method that overrides ``prune_to_target_macs`` (a custom
     method as in the API reference) has no strategy to search: it runs once per run, with the
-    run's seed, and its result is one row (its ``trials_used`` is 1). Without ``output_dir`` the comparison goes to a directory no earlier run
-    uses (:func:`~multi_agent_pruning.orchestrator.prepare.default_output_dir`).
+    run's seed, and its result is one row (its ``trials_used`` is 1). Without ``output_dir`` the
+    comparison goes to a directory no earlier run uses
+    (:func:`~multi_agent_pruning.orchestrator.prepare.default_output_dir`).
 
     Returns:
         ``{method: {final_accuracy, best_accuracy, mean, std, best_per_run, trials_used,
@@ -152,7 +146,7 @@ def _compare(cfg: ExperimentConfig, methods: Sequence[str] | None, num_runs: int
 def _run_method(cfg: ExperimentConfig, paths: ExperimentPaths, context, method: str, run: int, budget: int,
                 progress: bool) -> None:
     ctx = dataclasses.replace(context, method=method)
-    if method in list_methods() and runs_own_pruning(METHOD_REGISTRY.get(method)):
+    if method in list_methods() and METHOD_REGISTRY.get(method).runs_own_pruning:
         _run_custom(cfg, paths, ctx, method, run, progress)
         return
     if method == "multi_agent":
