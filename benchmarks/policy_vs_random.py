@@ -57,8 +57,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2)))
     cfg = load_config("configs/quickstart.yaml", overrides=[
-        f"target.reduction={args.reduction}", f"finetune.steps={args.finetune_steps}", "evaluation.latency=false",
-        "safety_limits.max_overall_pruning=0.9"])
+        f"target.reduction={args.reduction}", "target.sweep=null", f"finetune.steps={args.finetune_steps}",
+        "evaluation.latency=false", "safety_limits.max_overall_pruning=0.9", "safety_limits.max_conv_pruning=0.9"])
     base = base_strategy(cfg)
     results = {"policy": [], "random": []}
     started = time.perf_counter()

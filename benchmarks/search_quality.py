@@ -95,6 +95,7 @@ def run_setting(name: str, args: argparse.Namespace, methods: list[str], out: Pa
     overrides = [
         f"experiment.name=sq-{name}", f"model.name={spec['model']}", f"dataset.name={spec['dataset']}",
         f"model.train_steps={spec['train_steps']}", f"target.reduction={args.reduction}", "target.budget=null",
+        "target.sweep=null", "safety_limits.max_conv_pruning=0.9",  # the quickstart's sweep and its raised cap
         f"finetune.steps={steps}", "evaluation.latency=false", "search.convergence_threshold=0",
         f"search.max_iterations={max(2, trials // 2)}", "agents.profiling_agent.calibration_batches=1",
         "safety_limits.max_overall_pruning=0.9", *spec.get("extra", []), *args.set,

@@ -20,7 +20,7 @@ from multi_agent_pruning.cli import main
 ])
 def test_prune_bad_input_exits_2_and_writes_nothing(argv, needle, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["prune", "--config", "configs/quickstart.yaml", "--output-dir", str(out), *argv])
+    code = main(["prune", "--config", "tests/support/quickstart_single.yaml", "--output-dir", str(out), *argv])
     err = capsys.readouterr().err
     assert code == 2, err
     assert needle in err

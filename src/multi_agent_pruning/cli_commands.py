@@ -18,8 +18,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser, add_config_arguments) ->
     parser.add_argument("--model", help="model name (overrides model.name)")
     parser.add_argument("--dataset", help="dataset name (overrides dataset.name)")
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--target-ratio", help="fraction of the target kind (MACs by default) to remove, in (0, 1)")
-    target.add_argument("--target-macs", help="MACs to keep: a fraction of the dense MACs (0.5) or a count (2.3e9, 2.3G)")
+    target.add_argument("--target-ratio", help="fraction of the target kind (MACs by default) to remove, in (0, 1); "
+                        "several, comma-separated (0.3,0.5,0.7), search the frontier in one run")
+    target.add_argument("--target-macs", help="MACs to keep: a fraction of the dense MACs (0.5) or a count (2.3e9, "
+                        "2.3G); several, comma-separated (0.7,0.5,0.3 or 2.3G,1.2G), search the frontier in one run")
 
 
 def add_subcommands(sub, add_config_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -116,6 +118,11 @@ def format_summary(summary: dict) -> str:
         f"best model      {summary['best_model_path']}",
         f"report          {summary.get('report_path')}",
     ]
+    if summary.get("frontier"):
+        lines[3:3] = [f"best per target (top-level lines: the hardest target with a model, {summary.get('best_target')})"]
+        lines[4:4] = [f"  {e['target']:<24} top-1 {pct(e['final_accuracy']):>6}   MACs -{pct(e['macs_reduction']):>6}   "
+                      f"params -{pct(e['params_reduction']):>6}   {e['trials']['ok']}/{e['trials']['total']} ok"
+                      for e in summary["frontier"]]
     if summary.get("error"):
         lines.append(f"error           {summary['error']}")
     return "\n".join(lines)

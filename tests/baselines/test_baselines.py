@@ -28,7 +28,7 @@ def overrides(tmp_path_factory):
 @pytest.mark.parametrize("method", [MagnitudePruning("l1"), MagnitudePruning("l2"), TaylorPruning(),
                                     IsomorphicOriginal(round_to=2), RandomPruning()], ids=lambda m: m.name)
 def test_each_baseline_meets_the_target_and_stores_its_row(method, overrides, tmp_path):
-    out = method.prune_to_target_macs("compact_cnn", 0.5, "digits", config_path="configs/quickstart.yaml",
+    out = method.prune_to_target_macs("compact_cnn", 0.5, "digits", config_path="tests/support/quickstart_single.yaml",
                                       output_dir=tmp_path / "out", overrides=overrides)
     assert out["status"] == "ok", out["error"]
     assert abs(out["target_error"]) <= 0.02 and out["macs_reduction"] == pytest.approx(0.5, abs=0.01)
@@ -72,7 +72,7 @@ def test_optuna_proposes_different_hyperparameters_and_the_study_reloads(tmp_pat
     from multi_agent_pruning.config import load_config
     from multi_agent_pruning.orchestrator.compare import compare_methods
 
-    cfg = load_config("configs/quickstart.yaml", overrides=overrides)
+    cfg = load_config("tests/support/quickstart_single.yaml", overrides=overrides)
     out = tmp_path / "cmp"
     result = compare_methods(cfg, ["multi_agent", "taylor"], num_runs=1, trials_per_method=3, output_dir=out,
                              progress=False)

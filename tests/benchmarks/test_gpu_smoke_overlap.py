@@ -4,7 +4,6 @@ parser, the report from a real result table, and the script's refusal without a 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import os
 import shutil
@@ -15,20 +14,13 @@ from pathlib import Path
 import pytest
 
 from multi_agent_pruning.results import ResultStore, TrialResult
+from support.benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = dt.datetime(2026, 1, 5, 9, 0, 0, tzinfo=dt.UTC)
 
 
-def _load_gpu_smoke():
-    spec = importlib.util.spec_from_file_location("gpu_smoke", ROOT / "benchmarks" / "gpu_smoke.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-gpu_smoke = _load_gpu_smoke()
+gpu_smoke = load_benchmark("gpu_smoke")
 
 
 def _at(seconds: float) -> dt.datetime:

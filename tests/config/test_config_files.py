@@ -38,8 +38,11 @@ def test_every_shipped_config_loads(path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_quickstart_is_small_and_cpu_only() -> None:
     cfg = load_config(CONFIG_DIR / "quickstart.yaml")
     assert (cfg.model.name, cfg.dataset.name) == ("compact_cnn", "digits")
-    assert (cfg.target.kind, cfg.target.reduction, cfg.target.budget) == ("macs", 0.5, None)
-    assert (cfg.search.trials, cfg.search.max_iterations) == (8, 2)
+    # A sweep reaching a target where accuracy drops (issue 21): at least one at 85 % removed or more.
+    assert (cfg.target.kind, cfg.target.reduction, cfg.target.budget) == ("macs", None, None)
+    assert cfg.target.sweep == (0.5, 0.8, 0.9, 0.97) and max(cfg.target.sweep) >= 0.85
+    assert cfg.safety_limits.max_overall_pruning >= max(cfg.target.sweep)
+    assert (cfg.search.trials, cfg.search.max_iterations) == (16, 4)
     assert cfg.finetune.steps == 60
     assert cfg.dataset.batch_size == 128
     assert (cfg.hardware.device, cfg.hardware.cpus_per_trial, cfg.hardware.gpus_per_trial) == ("cpu", 1, 0)

@@ -16,7 +16,8 @@ FAST = [
 @pytest.fixture
 def fast_config(tmp_path):
     def make(*extra: str):
-        return load_config("configs/quickstart.yaml",
+        # The quickstart with one target (configs/quickstart.yaml is a sweep; test_sweep.py sets one).
+        return load_config("tests/support/quickstart_single.yaml",
                            overrides=FAST + [f"precomputation.cache_dir={tmp_path / 'cache'}", *extra])
 
     return make

@@ -20,7 +20,7 @@ from orchestrator.conftest import FAST
 
 
 def _pruner(tmp_path, *extra: str) -> MultiAgentPruner:
-    return MultiAgentPruner("configs/quickstart.yaml",
+    return MultiAgentPruner("tests/support/quickstart_single.yaml",
                             overrides=[*FAST, f"precomputation.cache_dir={tmp_path / 'cache'}",
                                        f"experiment.output_dir={tmp_path / 'runs'}", *extra])
 

@@ -154,7 +154,7 @@ def test_ray_job_submit_runs_the_quickstart_search_on_the_cluster(tmp_path):
     job = f"mapruner-test-{secrets.token_hex(4)}"
     with ray_head(markers=(str(output),)) as (url, env):
         submitted = _ray("job", "submit", "--address", url, "--working-dir", str(ROOT), "--submission-id", job,
-                         "--no-wait", "--", "mapruner", "prune", "--config", "configs/quickstart.yaml",
+                         "--no-wait", "--", "mapruner", "prune", "--config", "tests/support/quickstart_single.yaml",
                          "--output-dir", str(output), "--set", "search.trials=2", "--set", "search.max_iterations=1",
                          "--set", "finetune.steps=10", "--set", "model.train_steps=60",
                          "--set", "evaluation.latency=false", env=env)
@@ -192,7 +192,7 @@ def test_token_protected_job_server_refuses_submissions_without_the_token(tmp_pa
     wrong.write_text(secrets.token_hex(32))
     probe = ("import ray; from multi_agent_pruning.config import load_config; "
              "from multi_agent_pruning.orchestrator.ray_runtime import init_ray; "
-             f"started = init_ray(load_config({str(ROOT / 'configs/quickstart.yaml')!r})); "
+             f"started = init_ray(load_config({str(ROOT / 'tests/support/quickstart_single.yaml')!r})); "
              "print('started_local', started, 'cpus', ray.cluster_resources()['CPU'])")
     with ray_head(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token)) as (url, env):
         with pytest.raises(urllib.error.HTTPError) as http:

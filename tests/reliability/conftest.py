@@ -107,7 +107,7 @@ def run_prune(short_tmp, shared_cache) -> Callable[..., PruneRun]:
             prepare(out)
         overrides = {**FAST, "precomputation.cache_dir": str(cache), "ray.temp_dir": str(ray_dir),
                      "search.policy": "builtin", **(settings or {})}
-        argv = [MAPRUNER, "prune", "--config", "configs/quickstart.yaml", "--output-dir", str(out),
+        argv = [MAPRUNER, "prune", "--config", "tests/support/quickstart_single.yaml", "--output-dir", str(out),
                 "--trials", str(trials)]
         for key, value in overrides.items():
             argv += ["--set", f"{key}={value.replace('{out}', str(out))}"]

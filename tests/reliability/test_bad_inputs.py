@@ -26,7 +26,7 @@ from multi_agent_pruning.models import create_model
 from multi_agent_pruning.utils.atomic import atomic_write_json
 from multi_agent_pruning.results import ResultStore, TrialResult
 
-QUICKSTART = "configs/quickstart.yaml"
+QUICKSTART = "tests/support/quickstart_single.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ TRIALS = 5
 
 def _argv(out: Path, cache: Path, *extra: str) -> list[str]:
     sets = {**FAST, "precomputation.cache_dir": str(cache)}
-    return [MAPRUNER, "prune", "--config", "configs/quickstart.yaml", "--output-dir", str(out),
+    return [MAPRUNER, "prune", "--config", "tests/support/quickstart_single.yaml", "--output-dir", str(out),
             "--trials", str(TRIALS), *[a for k, v in sets.items() for a in ("--set", f"{k}={v}")], *extra]
 
 

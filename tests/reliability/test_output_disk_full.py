@@ -31,7 +31,7 @@ def _no_space(fd: int) -> None:
 @pytest.fixture(scope="module")
 def disk_full_run(local_ray, shared_cache, tmp_path_factory):
     """Runs a 2-trial search whose disk is full after the first row; returns what happened."""
-    cfg = load_config("configs/quickstart.yaml", overrides=[*FAST, f"precomputation.cache_dir={shared_cache}"])
+    cfg = load_config("tests/support/quickstart_single.yaml", overrides=[*FAST, f"precomputation.cache_dir={shared_cache}"])
     out = tmp_path_factory.mktemp("disk-full") / "exp"
     real_append = store_module.ResultStore.append
     attempts: list[int] = []

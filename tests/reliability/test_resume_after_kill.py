@@ -25,7 +25,7 @@ FAST = ["--set", "search.max_iterations=3", "--set", "search.batch_size=2", "--s
 
 
 def _prune(out: Path, cache: Path, *extra: str, trials: int = 5) -> list[str]:
-    return [str(Path(sys.executable).with_name("mapruner")), "prune", "--config", "configs/quickstart.yaml",
+    return [str(Path(sys.executable).with_name("mapruner")), "prune", "--config", "tests/support/quickstart_single.yaml",
             "--output-dir", str(out), "--trials", str(trials), "--set", f"precomputation.cache_dir={cache}", *FAST,
             *extra]
 

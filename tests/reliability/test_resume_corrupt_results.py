@@ -35,7 +35,7 @@ def _interrupted_experiment(cfg, out):
 
 
 def test_resume_skips_and_reports_a_corrupt_file(local_ray, shared_cache, tmp_path, caplog):
-    cfg = load_config("configs/quickstart.yaml", overrides=[*FAST, f"precomputation.cache_dir={shared_cache}"])
+    cfg = load_config("tests/support/quickstart_single.yaml", overrides=[*FAST, f"precomputation.cache_dir={shared_cache}"])
     out = tmp_path / "exp"
     files = _interrupted_experiment(cfg, out)
     assert len(files) == 3

@@ -19,7 +19,7 @@ from multi_agent_pruning.orchestrator.tune_run import usable_history
 from multi_agent_pruning.results import ResultStore, TrialResult
 from multi_agent_pruning.results.schema import RESULT_SCHEMA
 
-QUICKSTART = "configs/quickstart.yaml"
+QUICKSTART = "tests/support/quickstart_single.yaml"
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ _PROBE = textwrap.dedent("""
     from multi_agent_pruning.config import load_config
     from multi_agent_pruning.orchestrator.ray_runtime import init_ray
 
-    cfg = load_config("configs/quickstart.yaml",
+    cfg = load_config("tests/support/quickstart_single.yaml",
                       overrides=[f"ray.temp_dir={sys.argv[1]}"])
     assert init_ray(cfg)
     assert ray.get(ray.remote(lambda: 1).remote()) == 1  # a worker is up too, and authenticated

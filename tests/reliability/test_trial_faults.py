@@ -19,7 +19,7 @@ from multi_agent_pruning.search.trial import FAULT_ENV, evaluate_strategy
 
 @pytest.fixture(scope="module")
 def context(shared_cache):
-    cfg = load_config("configs/quickstart.yaml", overrides=[
+    cfg = load_config("tests/support/quickstart_single.yaml", overrides=[
         "model.train_steps=40", "finetune.steps=5", "evaluation.latency=false",
         f"precomputation.cache_dir={shared_cache}"])
     return build_context(cfg, method="multi_agent", run=0), base_strategy(cfg)

@@ -33,7 +33,7 @@ LOOSE_S = 30.0  # a trial that did not stop would take hours; this bound is 10x 
 
 @pytest.fixture(scope="module")
 def context(tmp_path_factory):
-    cfg = load_config("configs/quickstart.yaml", overrides=[
+    cfg = load_config("tests/support/quickstart_single.yaml", overrides=[
         "model.train_steps=40", "finetune.steps=5", "evaluation.latency=false",
         f"precomputation.cache_dir={tmp_path_factory.mktemp('cache')}"])
     return build_context(cfg, method="multi_agent", run=0), base_strategy(cfg).replace(importance="l2")

@@ -71,10 +71,12 @@ class AnalysisAgent(BaseAgent):
         return self.result(approved=[strategy_view(s) for s in verdict.approved], rejected=rejected,
                            **{k: v for k, v in vars(verdict).items() if k not in ("approved", "rejected")})
 
-    def check(self, strategies: Sequence[Any], profile: Any, *, target: Mapping[str, Any] | None = None,
+    def check(self, strategies: Sequence[Any], profile: Any, *,
+              target: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
               safety_limits: Mapping[str, Any] | None = None) -> Verdict:
         """Approves (possibly clamped, ``warn``) or rejects each of ``strategies`` (Strategies or
-        dicts); a rejected item keeps what was proposed, with every reason."""
+        dicts); a rejected item keeps what was proposed, with every reason. ``target`` (``{"kind",
+        "reduction", "budget"}``, or a list of them for a sweep) rejects a strategy at any other."""
         mode = self.config.get("safety_enforcement", "strict")
         if mode not in ("strict", "warn"):
             raise ConfigurationError(f"agents.analysis_agent.safety_enforcement must be 'strict' or 'warn', got {mode!r}")
@@ -108,9 +110,11 @@ class AnalysisAgent(BaseAgent):
             for kind in unknown:
                 reasons.append(f"{field_name} names group kind {kind!r}, which this model lacks (kinds: {sorted(kinds)})")
         reduction = _reduction(strategy, profile)
-        if target is not None and not _same_target(strategy, target):
+        targets = [target] if isinstance(target, Mapping) else list(target or [])
+        if target is not None and not any(_same_target(strategy, t) for t in targets):
+            shown = dict(targets[0]) if len(targets) == 1 else [dict(t) for t in targets]
             return None, [f"strategy target {strategy.target_kind}/{strategy.target_reduction}/{strategy.target_budget} "
-                          f"differs from the experiment's target {dict(target)}"], []
+                          f"differs from the experiment's target{'s' if len(targets) > 1 else ''} {shown}"], []
         if reduction > limits["max_overall_pruning"] + 1e-9:
             return None, [f"target removes {reduction:.1%} of {strategy.target_kind}, above "
                           f"max_overall_pruning={limits['max_overall_pruning']}"], []

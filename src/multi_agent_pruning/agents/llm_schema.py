@@ -125,8 +125,9 @@ def build_strategy_messages(context: Mapping[str, Any]) -> list[dict[str, str]]:
         context: ``architecture_type`` (str), ``groups`` ({kind: {"macs_share", "sensitivity",
             ...}}), ``target`` (e.g. ``{"kind": "macs", "reduction": 0.5}``) and ``batch_size``
             (int) are required; ``model_name``, ``safety_limits`` ({name: max value}),
-            ``history`` ([{"strategy": dict, "result": dict}]) and ``base_strategy`` (dict)
-            are optional.
+            ``history`` ([{"strategy": dict, "result": dict}]), ``base_strategy`` (dict) and,
+            for a sweep of targets, ``frontier`` (one entry per target: the target, its trials
+            and its best top-1; the history then holds every target's strategies) are optional.
 
     Returns:
         A system and a user message in the OpenAI chat format.
@@ -143,6 +144,10 @@ def build_strategy_messages(context: Mapping[str, Any]) -> list[dict[str, str]]:
         f"Model: {context.get('model_name', 'unknown')} ({context['architecture_type']})",
         "Prunable group kinds (share of MACs, accuracy sensitivity):\n" + _dump(context["groups"]),
         "Target (fixed, do not change):\n" + _dump(context["target"]),
+        *(["This run searches several targets at once (the accuracy-MACs frontier). Every target so far "
+           "(the strategies in the history carry their target_reduction/target_budget; a recipe that works "
+           "at one target is a good start at its neighbours). Propose strategies for the Target above only:\n"
+           + _dump({"frontier": context["frontier"]})] if context.get("frontier") else []),
         "Safety limits (upper bounds, enforced by code):\n" + _dump(context.get("safety_limits") or {}),
         "Defaults used for every field you leave out:\n" + _dump(context.get("base_strategy") or {}),
         f"Evaluated strategies (last {len(shown)} of {len(history)}):\n"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from multi_agent_pruning.agents.base import BaseAgent
+from multi_agent_pruning.agents.frontier import FrontierPolicy, same_target
 from multi_agent_pruning.agents.limits import DEFAULT_LIMITS, cap_strategy, check_limits
 from multi_agent_pruning.agents.policy import BuiltinPolicy, Observation, sensitivity_multipliers
 from multi_agent_pruning.core.profile import Profile
@@ -140,7 +142,7 @@ class MasterAgent(BaseAgent):
         """The API reference's form of :meth:`propose`: strategies as dicts with its aliases."""
         profile = _as_profile(input_data["profile_results"])
         proposal = self.propose(
-            profile, _base_strategy(input_data), input_data.get("history", []),
+            profile, _base_strategies(input_data), input_data.get("history", []),
             pending=[_as_strategy(item) for item in input_data.get("pending") or []],
             iteration=int(input_data.get("revision_number", 0)), batch_size=input_data.get("batch_size"),
             safety_limits=_given_limits(input_data, profile))
@@ -148,16 +150,24 @@ class MasterAgent(BaseAgent):
         return self.result(strategy=views[0] if views else None, strategies=views,
                            **{k: v for k, v in vars(proposal).items() if k != "strategies"})
 
-    def propose(self, profile: Any, base: Strategy, history: Sequence[Mapping[str, Any]], *,
+    def propose(self, profile: Any, base: Strategy | Sequence[Strategy], history: Sequence[Mapping[str, Any]], *,
                 pending: Sequence[Strategy] = (), iteration: int = 0, batch_size: int | None = None,
                 safety_limits: Mapping[str, Any] | None = None) -> Proposal:
         """The next batch of distinct strategies (see the class docstring for the inputs).
+
+        ``base`` is one base strategy (one target), or one per target of a sweep, easiest first:
+        the batch then spreads over the targets as :mod:`~multi_agent_pruning.agents.frontier`
+        describes, and ``directives["frontier"]`` says per target how many strategies it got,
+        its trials so far and its best score.
 
         ``safety_limits`` (names of the ``safety_limits`` config section), when given, bound the
         batch: over the profile's limits, they cap the target at ``max_overall_pruning`` and give
         every strategy the per-kind caps and ``min_channels`` the analysis agent would install.
         None leaves the target and strategies as proposed (the search: its analysis agent caps).
         """
+        bases = [base] if isinstance(base, Strategy) else list(base)
+        if not bases:
+            raise ConfigurationError("the master needs at least one base strategy (target)")
         with self.profiler.timer("propose"):
             profile = _as_profile(profile)
             batch_size = int(self.config.get("batch_size", 4) if batch_size is None else batch_size)
@@ -167,17 +177,28 @@ class MasterAgent(BaseAgent):
             if safety_limits is not None:
                 limits = {**DEFAULT_LIMITS, **{k: v for k, v in profile.safety_limits.items() if k in DEFAULT_LIMITS},
                           **check_limits(safety_limits)}
-                base, capped = _cap_target(base, profile, float(limits["max_overall_pruning"]))
+                capped_bases = [_cap_target(b, profile, float(limits["max_overall_pruning"])) for b in bases]
+                bases = [b for b, _ in capped_bases]
+                capped = next((c for _, c in capped_bases if c), None)
                 if capped:
                     self.logger.warning("target %s removes more than max_overall_pruning=%s; proposing %s instead",
                                         capped["requested"], capped["max_overall_pruning"], capped["proposed"])
-            strategies, source, llm_info = self._propose(profile, kinds, base, observed, batch_size, iteration,
-                                                         limits, list(pending))
+            frontier = None
+            if len(bases) == 1:
+                strategies, source, llm_info = self._propose(profile, kinds, bases[0], observed, batch_size, iteration,
+                                                             limits, list(pending))
+            else:
+                strategies, source, llm_info, frontier = self._propose_frontier(
+                    profile, kinds, bases, observed, batch_size, iteration, limits, list(pending))
             if limits is not None:
                 strategies = [cap_strategy(s, kinds, limits) for s in strategies]
         tokens = llm_info.pop("tokens", {})
-        best = max((o.score for o in observed if o.score is not None), default=None)
-        cont, reason = self._should_continue(iteration, best, observed)
+        if len(bases) == 1:
+            best = max((o.score for o in observed if o.score is not None), default=None)
+            cont, reason = self._should_continue(iteration, best, observed)
+        else:
+            cont, reason = self._should_continue_frontier(iteration, bases, observed)
+            best = max((o.score for o in observed if o.score is not None), default=None)
         directives = {
             "source": source,
             "sensitivity_multipliers": sensitivity_multipliers(kinds),
@@ -185,6 +206,8 @@ class MasterAgent(BaseAgent):
             "most_sensitive_kinds": _order_kinds(kinds)[::-1][:2],
             "best_score": best,
         }
+        if frontier is not None:
+            directives["frontier"] = frontier
         if limits is not None:
             directives.update(safety_limits=limits, target_capped=capped)
         return Proposal(
@@ -194,6 +217,46 @@ class MasterAgent(BaseAgent):
             confidence=_confidence(observed, batch_size),
             directives=directives,
             source=source, llm=llm_info, llm_tokens=tokens, revision_number=iteration)
+
+    def _propose_frontier(self, profile: Profile, kinds, bases: list[Strategy], history: list[Observation],
+                          batch_size: int, iteration: int, safety_limits, pending: list[Strategy]):
+        """A batch over the targets of a sweep (agents/frontier.py): the built-in allocation says
+        how many strategies each target gets; with an LLM, it proposes each target's share (one
+        call per target that gets any, with every target's results in its context), and the
+        built-in policy fills what it did not."""
+        frontier_policy = FrontierPolicy(self.policy)
+        dense = {"macs": profile.base_macs, "params": profile.base_params}
+        has_attention = any(g.num_heads for g in profile.groups)
+        slots = frontier_policy.allocate(bases, history, pending, batch_size, dense)
+        strategies: list[Strategy] = []
+        source, llm_info = "builtin", {"used": False}
+        if self.llm_client is not None:
+            summary = _frontier_summary(bases, history, pending)
+            infos, from_llm = [], 0
+            for index, base in enumerate(bases):
+                if slots[index] <= 0:
+                    continue
+                found, info = self._ask_llm(profile, kinds, base, history, slots[index], safety_limits,
+                                            pending + strategies, frontier=summary)
+                found = found[:slots[index]]
+                strategies += found
+                slots[index] -= len(found)
+                from_llm += len(found)
+                infos.append(info)
+            source = "llm" if from_llm and not any(slots) else ("builtin (llm fallback)" if not from_llm else "llm+builtin")
+            llm_info = _merge_llm_info(infos)
+        elif not self._said_no_llm:
+            self.logger.info("no LLM configured: the master uses its built-in search policy")
+            self._said_no_llm = True
+        if any(slots):
+            strategies += frontier_policy.propose(kinds, bases, history, [*pending, *strategies], sum(slots), iteration,
+                                                  dense=dense, has_attention=has_attention, slots=slots)
+        planned = frontier_policy.allocate(bases, history, pending, batch_size, dense)
+        summary = _frontier_summary(bases, history, pending)
+        for index, base in enumerate(bases):
+            summary[index]["proposed"] = sum(same_target(s, base) for s in strategies)
+            summary[index]["planned"] = planned[index]
+        return strategies[:batch_size], source, llm_info, summary
 
     def _propose(self, profile: Profile, kinds, base, history, batch_size, iteration, safety_limits,
                  pending: list[Strategy]):
@@ -215,7 +278,8 @@ class MasterAgent(BaseAgent):
                                               has_attention=has_attention)
         return strategies[:batch_size], source, llm_info
 
-    def _ask_llm(self, profile, kinds, base, history, batch_size, safety_limits, pending: list[Strategy]):
+    def _ask_llm(self, profile, kinds, base, history, batch_size, safety_limits, pending: list[Strategy],
+                 frontier: list[dict[str, Any]] | None = None):
         from multi_agent_pruning.agents.llm import propose_with_llm
 
         limits = dict(safety_limits or profile.safety_limits or {})
@@ -228,6 +292,10 @@ class MasterAgent(BaseAgent):
             "history": [{"strategy": o.strategy.to_dict(), "result": {"top1": o.score}} for o in history],
             "running": [s.to_dict() for s in pending],
         }
+        if frontier is not None:
+            # A sweep: the strategies are for ``target``; ``frontier`` has every target's results so
+            # far, and the history holds the strategies of all targets (each with its target).
+            context["frontier"] = frontier
         outcome = propose_with_llm(self.llm_client, context, base=base, known_kinds=set(kinds),
                                    limits=limits, batch_size=batch_size,
                                    exclude_keys={o.strategy.key() for o in history} | {s.key() for s in pending})
@@ -255,6 +323,29 @@ class MasterAgent(BaseAgent):
         return True, None
 
 
+    def _should_continue_frontier(self, iteration: int, bases: list[Strategy],
+                                  history: list[Observation]) -> tuple[bool, str | None]:
+        """As :meth:`_should_continue`, with the best per target: converged when no target's best
+        improved by ``convergence_threshold`` since the previous iteration (a target's first
+        result counts as an improvement)."""
+        max_iterations = int(self.config.get("max_iterations", 5))
+        threshold = float(self.config.get("convergence_threshold", 0.005))
+        bests = tuple(max((o.score for o in history if o.score is not None and same_target(o.strategy, b)),
+                          default=None) for b in bases)
+        if any(b is not None for b in bests):
+            self._best_by_iteration[iteration] = bests  # type: ignore[assignment]
+        if iteration >= max_iterations:
+            return False, f"reached max_iterations={max_iterations}"
+        previous = self._best_by_iteration.get(iteration - 1)
+        if threshold > 0 and previous is not None and any(b is not None for b in bests):
+            gains = [math.inf if p is None and b is not None else (0.0 if b is None else b - p)
+                     for b, p in zip(bests, previous)]  # type: ignore[arg-type]
+            if max(gains) < threshold:
+                return False, (f"converged: no target's best accuracy improved by {threshold} or more "
+                               f"(largest gain {max(gains):.4f})")
+        return True, None
+
+
 def _as_strategy(raw: Any) -> Strategy:
     """A Strategy from a Strategy, its dict or its JSON text."""
     if isinstance(raw, str):
@@ -274,6 +365,54 @@ def _base_strategy(input_data: Mapping[str, Any]) -> Strategy:
     if isinstance(base, Mapping):
         return Strategy.from_dict(base)
     return Strategy(target_reduction=float(input_data["target_ratio"]))
+
+
+def _base_strategies(input_data: Mapping[str, Any]) -> list[Strategy]:
+    """``base_strategy`` (one, or a list: one per target), else ``target_ratio`` (a number or a
+    list of them: a sweep); several targets are sorted easiest first."""
+    base, ratio = input_data.get("base_strategy"), input_data.get("target_ratio")
+    if isinstance(base, (list, tuple)):
+        bases = [_as_strategy(item) for item in base]
+    elif base is None and isinstance(ratio, (list, tuple)):
+        bases = [Strategy(target_reduction=float(r)) for r in ratio]
+    else:
+        return [_base_strategy(input_data)]
+    return sorted(bases, key=_target_order)
+
+
+def _target_order(strategy: Strategy) -> float:
+    return strategy.target_reduction if strategy.target_reduction is not None else -float(strategy.target_budget)
+
+
+def _frontier_summary(bases: Sequence[Strategy], history: Sequence[Observation],
+                      pending: Sequence[Strategy]) -> list[dict[str, Any]]:
+    """Per target of a sweep: the target, its trials (scored, failed, running) and its best score."""
+    out = []
+    for base in bases:
+        scores = [o.score for o in history if same_target(o.strategy, base) and o.score is not None]
+        out.append({"target": {"kind": base.target_kind, "reduction": base.target_reduction,
+                               "budget": base.target_budget},
+                    "scored": len(scores), "failed": sum(same_target(o.strategy, base) and o.score is None
+                                                         for o in history),
+                    "running": sum(same_target(s, base) for s in pending),
+                    "best_top1": max(scores, default=None)})
+    return out
+
+
+def _merge_llm_info(infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ``llm`` entry for the calls of a sweep's batch (one per target)."""
+    if not infos:
+        return {"used": False}
+    tokens: dict[str, Any] = {}
+    for info in infos:
+        tokens.update(info.get("tokens", {}))
+    outcomes = [info.get("outcome") for info in infos]
+    return {"used": True, "outcome": outcomes[0] if len(set(outcomes)) == 1 else "mixed",
+            "reasoning": "\n\n".join(str(i.get("reasoning") or "") for i in infos).strip(),
+            "error": "; ".join(str(i["error"]) for i in infos if i.get("error")) or None,
+            "rejected": [r for i in infos for r in i.get("rejected", [])],
+            "elapsed_s": round(sum(i.get("elapsed_s", 0.0) for i in infos), 3),
+            "calls": [c for i in infos for c in i.get("calls", [])], "tokens": tokens, "targets": len(infos)}
 
 
 #: What ``dataset_info`` may hold: a DatasetInfo's fields, plus ``safety_limits``.

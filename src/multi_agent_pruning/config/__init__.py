@@ -55,6 +55,7 @@ from ._search import (
     SearchConfig,
     StrategyDefaults,
     TargetConfig,
+    parse_target_number,
 )
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "SafetyLimits",
     "SafetyLimitsOverride",
     "TargetConfig",
+    "parse_target_number",
     "SearchConfig",
     "StrategyDefaults",
     "FinetuneConfig",

@@ -11,6 +11,7 @@ from ._base import ConfigModel, cross_field_error
 
 __all__ = [
     "TargetConfig",
+    "parse_target_number",
     "SearchConfig",
     "StrategyDefaults",
     "FinetuneConfig",
@@ -21,18 +22,44 @@ __all__ = [
 DEFAULT_REDUCTION = 0.5
 
 
+_SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+def parse_target_number(value: Any) -> Any:
+    """``"2.3G"`` -> 2.3e9, ``"1.5M MACs"`` -> 1.5e6, ``"0.5"`` -> 0.5; anything else unchanged
+    (validation then says what is wrong with it)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower().removesuffix("macs").strip()
+    scale = _SUFFIX.get(text[-1:], 1.0) if text else 1.0
+    try:
+        return float(text[:-1] if scale != 1.0 else text) * scale
+    except ValueError:
+        return value
+
+
 class TargetConfig(ConfigModel):
-    """What the pruned model must meet. Set exactly one of ``reduction`` and ``budget``."""
+    """What the pruned model must meet: one target (``reduction`` or ``budget``) or a ``sweep`` searched in one run.
+
+    A sweep is the accuracy-MACs frontier: its targets share one profile, one Ray Tune run and one
+    results table (docs/agents.md, "Searching a frontier").
+    """
 
     kind: Literal["macs", "params"] = Field("macs", description="Quantity the target constrains.")
     reduction: float | None = Field(
         None,
         gt=0.0,
         lt=1.0,
-        description="Fraction of the dense model's MACs/params to remove; 0.5 when no budget is set.",
+        description="Fraction of the dense model's MACs/params to remove; 0.5 when neither budget nor sweep is set.",
     )
     budget: float | None = Field(
         None, gt=0.0, description="Absolute MACs or parameter count to keep, e.g. 2.61e9."
+    )
+    sweep: tuple[float, ...] | None = Field(
+        None,
+        description="Several targets searched in one run (instead of reduction/budget): fractions removed in "
+                    "(0, 1), e.g. [0.3, 0.5, 0.7, 0.8], or counts to keep, e.g. [2.3e9, 1.2e9] or [2.3G, 1.2G]; "
+                    "all of one sort, at least two, distinct. Stored easiest first.",
     )
     tolerance: float = Field(
         0.005, gt=0.0, le=0.1, description="Accepted relative miss of the target (0.005 = 0.5%)."
@@ -41,7 +68,13 @@ class TargetConfig(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _default_reduction(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("reduction") is None and data.get("budget") is None:
+        if not isinstance(data, dict):
+            return data
+        if isinstance(data.get("sweep"), (list, tuple)):
+            data = {**data, "sweep": [parse_target_number(v) for v in data["sweep"]]}
+        if isinstance(data.get("budget"), str):
+            data = {**data, "budget": parse_target_number(data["budget"])}
+        if data.get("reduction") is None and data.get("budget") is None and data.get("sweep") is None:
             return {**data, "reduction": DEFAULT_REDUCTION}
         return data
 
@@ -50,11 +83,53 @@ class TargetConfig(ConfigModel):
         if self.reduction is not None and self.budget is not None:
             values = {"reduction": self.reduction, "budget": self.budget}
             raise cross_field_error([((), "set exactly one of reduction and budget", values)])
+        if self.sweep is None:
+            return self
+        problems: list[tuple[tuple[str, ...], str, Any]] = []
+        if self.reduction is not None or self.budget is not None:
+            problems.append(((), "set either sweep or one of reduction and budget, not both",
+                             {"sweep": list(self.sweep), "reduction": self.reduction, "budget": self.budget}))
+        values = list(self.sweep)
+        fractions = [v for v in values if 0 < v < 1]
+        counts = [v for v in values if v >= 1]
+        if len(values) < 2:
+            problems.append((("sweep",), "needs at least two targets (use reduction or budget for one)", values))
+        elif len(set(values)) != len(values):
+            problems.append((("sweep",), "targets must be distinct", values))
+        if len(fractions) + len(counts) != len(values):
+            problems.append((("sweep",), "every target must be > 0: a fraction removed in (0, 1) or a count to keep "
+                                         ">= 1", values))
+        elif fractions and counts:
+            problems.append((("sweep",), "must be all fractions removed (in (0, 1)) or all counts to keep (>= 1), "
+                                         "not a mix", values))
+        if problems:
+            raise cross_field_error(problems)
+        # Easiest first: fewest removed (fractions ascending, counts descending).
+        ordered = tuple(sorted(values, reverse=bool(counts)))
+        if ordered != self.sweep:
+            object.__setattr__(self, "sweep", ordered)
         return self
 
+    @property
+    def is_sweep(self) -> bool:
+        """Several targets in one run."""
+        return self.sweep is not None
+
+    def points(self) -> list[TargetConfig]:
+        """Each target of the run as a single-target config, easiest first (one for a plain target)."""
+        if self.sweep is None:
+            return [self]
+        key = "reduction" if self.sweep[0] < 1 else "budget"
+        return [TargetConfig(kind=self.kind, tolerance=self.tolerance, **{key: value}) for value in self.sweep]
+
     def describe(self) -> str:
-        """Short human description, e.g. ``remove 50% of MACs`` or ``keep 2.61e+09 MACs``."""
+        """Short human description, e.g. ``remove 50% of MACs``, ``keep 2.61e+09 MACs`` or
+        ``sweep: remove 30%, 50%, 70% of MACs``."""
         unit = "MACs" if self.kind == "macs" else "params"
+        if self.sweep is not None:
+            if self.sweep[0] < 1:
+                return "sweep: remove " + ", ".join(f"{v:.0%}" for v in self.sweep) + f" of {unit}"
+            return "sweep: keep " + ", ".join(f"{v:.3g}" for v in self.sweep) + f" {unit}"
         if self.budget is not None:
             return f"keep {self.budget:.3g} {unit}"
         return f"remove {self.reduction:.0%} of {unit}"

@@ -17,7 +17,7 @@ from ._text import read_config_text
 __all__ = ["load_yaml_text", "read_yaml_file", "load_tree", "parent_paths", "deep_merge", "normalize_aliases"]
 
 #: Keys of which a layer may set only one; setting one in a later layer clears the others.
-EXCLUSIVE_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {("target",): ("reduction", "budget")}
+EXCLUSIVE_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {("target",): ("reduction", "budget", "sweep")}
 
 
 #: Most values that aliases may add to one document: a config repeats a block a few times at most,

@@ -4,6 +4,13 @@ All trials of a comparison land in one result table with ``method`` and ``run`` 
 ``multi_agent`` is the master-driven search; ``optuna_tpe`` (``optuna_nsga2``) is Optuna over the
 same strategy space; a baseline name (``magnitude_l2``, ``taylor`` ...) is that baseline with its
 hyperparameters tuned by Optuna TPE within the budget (budget 1: its default strategy).
+
+A sweep of targets (``target.sweep``) keeps the budget per method the same in total:
+``multi_agent`` searches all targets in one search of ``trials_per_method`` trials (the master
+decides where to spend them); every Optuna method runs one study per target with the budget split
+evenly (:func:`split_budget`); a custom method runs once per target. Each method's entry of the
+comparison then has its frontier: the best top-1 per target and the frontier area
+(:mod:`multi_agent_pruning.stats.frontier`).
 """
 
 from __future__ import annotations
@@ -23,8 +30,11 @@ from ray import tune
 
 from multi_agent_pruning.agents import ProfilingAgent
 from multi_agent_pruning.agents.policy import BuiltinPolicy
-from multi_agent_pruning.config import ExperimentConfig, apply_overrides, config_to_dict, load_config, load_config_dict
+from multi_agent_pruning.config import (
+    ExperimentConfig, TargetConfig, apply_overrides, config_to_dict, load_config, load_config_dict,
+)
 from multi_agent_pruning.core.engine import count_macs_params
+from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.exceptions import (
     ConfigIssue, ConfigurationError, ModelDownloadError, PruningError, UnknownNameError,
 )
@@ -38,17 +48,19 @@ from multi_agent_pruning.orchestrator.prepare import (
 from multi_agent_pruning.orchestrator.ray_runtime import init_ray
 from multi_agent_pruning.orchestrator.tune_run import build_tuner, concurrency, fit_search, profile_with_actor, run_search
 from multi_agent_pruning.orchestrator.targets import target_overrides
-from multi_agent_pruning.results import ResultStore, TrialResult
+from multi_agent_pruning.results import ResultStore, TargetKey, TrialResult, row_target, target_key
 from multi_agent_pruning.search.interrupt import SearchInterrupted, handle_stop_signals, raise_if_interrupted
 from multi_agent_pruning.search.optuna_search import build_optuna_searcher, method_for, run_params_trial
 from multi_agent_pruning.search.ordered import InOrderSearcher
 from multi_agent_pruning.search.rows import RowRecorder, RowSink
 from multi_agent_pruning.search.trial import evaluate_strategy, seed_everything
+from multi_agent_pruning.stats.frontier import analyze_frontier
 from multi_agent_pruning.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["all_methods", "check_methods", "compare_methods", "run_single_strategy"]
+__all__ = ["all_methods", "check_methods", "compare_methods", "format_comparison", "run_single_strategy",
+           "split_budget", "summarise_comparison"]
 
 def all_methods() -> list[str]:
     """Every method a comparison can run: ``multi_agent``, each registered pruning method (the
@@ -80,14 +92,24 @@ def compare_methods(cfg: ExperimentConfig, methods: Sequence[str] | None = None,
     comparison goes to a directory no earlier run uses
     (:func:`~multi_agent_pruning.orchestrator.prepare.default_output_dir`).
 
+    A sweep of targets (``cfg.target.sweep``) gives every method the same total budget:
+    ``multi_agent`` spends ``trials_per_method`` trials over all targets in one search, each
+    Optuna method (``optuna_tpe``, ``optuna_nsga2``, ``optuna_tpe:<method>``, a baseline name)
+    runs one study per target with :func:`split_budget`'s share (its own journal
+    ``optuna/<method>-<target slug>-run<run>.journal``, study and Tune run name), starting from
+    that target's base strategy, and a custom method runs once per target and run.
+
     Returns:
         ``{method: {final_accuracy, best_accuracy, mean, std, best_per_run, trials_used,
         wall_time_s, macs_reduction, params_reduction, final_macs, error}}``; ``final_accuracy``
         is the mean over runs of each run's best top-1 (``best_accuracy`` the best of all), None
-        with the reason in ``error`` for a method that produced no model. Also written to
-        ``comparison.json`` in the output directory.
+        with the reason in ``error`` for a method that produced no model. A sweep adds
+        ``frontier``, ``frontier_area`` and ``best_target`` (see :func:`summarise_comparison`).
+        Also written to ``comparison.json`` in the output directory.
 
     Raises:
+        ConfigurationError: An unknown method, a budget or run count below 1, or a sweep whose
+            budget is smaller than its number of targets (every method must be able to try each).
         PruningError: No method produced a model (everything is stored first).
         SearchInterrupted: SIGINT/SIGTERM: no further method runs; the rows are kept.
     """
@@ -108,6 +130,11 @@ def _compare(cfg: ExperimentConfig, methods: Sequence[str] | None, num_runs: int
     budget = trials_per_method or cfg.baselines.trials_per_method or cfg.effective_search().trials
     if num_runs < 1 or budget < 1:
         raise ConfigurationError(f"num_runs and trials_per_method must be >= 1 (got {num_runs}, {budget})")
+    targets = cfg.target.points()
+    if len(targets) > 1 and budget < len(targets) and not all(_runs_own_pruning(m) for m in methods):
+        raise ConfigurationError("Invalid trial budget:", [ConfigIssue(
+            "trials_per_method", f"must be at least the number of targets of the sweep ({len(targets)}: "
+                                 f"{cfg.target.describe()}) so that every method tries each target", budget)])
     paths = ExperimentPaths(Path(output_dir) if output_dir else default_output_dir(cfg))
     if paths.state.exists():
         raise ConfigurationError(f"output directory {paths.root} already holds an experiment; choose another")
@@ -128,7 +155,8 @@ def _compare(cfg: ExperimentConfig, methods: Sequence[str] | None, num_runs: int
                                         "methods": methods, "config": config_to_dict(cfg), "signal": stop.signum,
                                         "rows": ResultStore(paths.results).count(experiment=cfg.experiment.name)})
         raise
-    comparison = summarise_comparison(ResultStore(paths.results), cfg.experiment.name, methods, walls)
+    comparison = summarise_comparison(ResultStore(paths.results), cfg.experiment.name, methods, walls,
+                                      targets=_target_keys(targets) if len(targets) > 1 else None)
     atomic_write_json(paths.root / "comparison.json", comparison)
     write_run_report(paths, cfg.experiment.name)
     produced = [m for m, c in comparison.items() if c["final_accuracy"] is not None]
@@ -143,11 +171,39 @@ def _compare(cfg: ExperimentConfig, methods: Sequence[str] | None, num_runs: int
     return comparison
 
 
+def split_budget(budget: int, targets: int) -> list[int]:
+    """Trials per target of a sweep, easiest target first: ``budget // targets`` each, and the
+    remainder one more each to the hardest targets (they have the most to gain from a trial).
+
+    A target whose share is 0 gets no trials at all (no study is started for it); that happens
+    only when ``budget < targets``, which :func:`compare_methods` refuses.
+
+    Raises:
+        ConfigurationError: ``targets`` is below 1 or ``budget`` is negative.
+    """
+    if targets < 1 or budget < 0:
+        raise ConfigurationError(f"split_budget needs targets >= 1 and budget >= 0 (got {targets}, {budget})")
+    share, extra = divmod(budget, targets)
+    return [share + (index >= targets - extra) for index in range(targets)]
+
+
+def _runs_own_pruning(method: str) -> bool:
+    return method in list_methods() and METHOD_REGISTRY.get(method).runs_own_pruning
+
+
+def _target_keys(points: Sequence[TargetConfig]) -> list[TargetKey]:
+    return [target_key(p.kind, p.reduction, p.budget) for p in points]
+
+
 def _run_method(cfg: ExperimentConfig, paths: ExperimentPaths, context, method: str, run: int, budget: int,
                 progress: bool) -> None:
     ctx = dataclasses.replace(context, method=method)
-    if method in list_methods() and METHOD_REGISTRY.get(method).runs_own_pruning:
-        _run_custom(cfg, paths, ctx, method, run, progress)
+    if _runs_own_pruning(method):
+        if not cfg.target.is_sweep:
+            _run_custom(cfg, paths, ctx, method, run, progress)
+            return
+        for point in cfg.target.points():
+            _run_custom(cfg, paths, ctx, method, run, progress, point=point)
         return
     if method == "multi_agent":
         run_cfg = cfg.model_copy(update={"search": cfg.search.model_copy(update={"trials": budget})})
@@ -158,8 +214,22 @@ def _run_method(cfg: ExperimentConfig, paths: ExperimentPaths, context, method: 
 
 def _run_optuna(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str, run: int, budget: int,
                 progress: bool) -> None:
-    base = base_strategy(cfg)
+    """One Optuna study of ``method``; for a sweep, one per target with its share of the budget."""
     profile = profile_with_actor(cfg, ctx)
+    if not cfg.target.is_sweep:
+        _run_study(cfg, paths, ctx, method, run, budget, progress, profile, base_strategy(cfg), name=_safe(method))
+        return
+    points = cfg.target.points()
+    for point, key, share in zip(points, _target_keys(points), split_budget(budget, len(points))):
+        if share:  # 0 only for a budget below the number of targets, which _compare refuses
+            _run_study(cfg, paths, ctx, method, run, share, progress, profile, base_strategy(cfg, point),
+                       name=f"{_safe(method)}-{key.slug}")
+
+
+def _run_study(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str, run: int, budget: int,
+               progress: bool, profile: dict[str, Any], base: Strategy, *, name: str) -> None:
+    """Optuna over ``method``'s space from ``base`` for ``budget`` trials; ``name`` (with the run)
+    names its journal, its study and its Tune run."""
     kinds = list(profile["kinds"])
     has_attention = "attention" in kinds
     impl = method_for(method)
@@ -172,8 +242,8 @@ def _run_optuna(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str,
         first = [impl.make_strategy(base, kinds)]
     sampler = "nsga2" if method.startswith("optuna_nsga2") else "tpe"
     searcher, _ = build_optuna_searcher(impl, base, kinds, has_attention=has_attention, seed=ctx.seed,
-                                        storage_file=paths.root / "optuna" / f"{_safe(method)}-run{run}.journal",
-                                        study_name=f"{cfg.experiment.name}-{_safe(method)}-run{run}",
+                                        storage_file=paths.root / "optuna" / f"{name}-run{run}.journal",
+                                        study_name=f"{cfg.experiment.name}-{name}-run{run}",
                                         first_strategies=first, sampler=sampler)
     if cfg.effective_search().reproducible:
         searcher = InOrderSearcher(searcher, lag=parallel - 1, budget=budget)
@@ -183,27 +253,36 @@ def _run_optuna(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str,
     trainable = tune.with_parameters(run_params_trial, context=ctx, method_name=method, base_json=base.to_json(),
                                      kinds=kinds)
     tuner = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
-                        name=f"{_safe(method)}-run{run}", storage=paths.tune,
-                        callbacks=[RowRecorder(sink, ids, base.target_kind)])
+                        name=f"{name}-run{run}", storage=paths.tune,
+                        # A trial whose worker died still names its target (a sweep's frontier counts it).
+                        callbacks=[RowRecorder(sink, {**ids, "target_reduction": base.target_reduction,
+                                                      "target_value": base.target_budget}, base.target_kind)])
     fit_search(tuner, sink)
     if sink.error is not None:
         raise sink.error
     raise_if_interrupted()
 
 
-def _run_custom(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str, run: int, progress: bool) -> None:
+def _run_custom(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str, run: int, progress: bool,
+                point: TargetConfig | None = None) -> None:
     """A method with its own ``prune_to_target_macs`` runs once per run (it has no strategy for a
-    searcher to vary), in this process, with the run's seed; its result dict becomes one row."""
+    searcher to vary), in this process, with the run's seed; its result dict becomes one row.
+
+    ``point`` is one target of a sweep: the trial id names it, and a failed row records it too
+    (so that it counts at that target).
+    """
     impl = get_method(method)
-    base = base_strategy(cfg)
+    base = base_strategy(cfg, point)
     dense_macs, dense_params = count_macs_params(ctx.model, torch.zeros(ctx.input_shape))
-    ids = {**ctx.identifiers(f"{_safe(method)}-run{run}", 0), "target_kind": base.target_kind}
+    name = _safe(method) if point is None else f"{_safe(method)}-{_target_keys([point])[0].slug}"
+    ids = {**ctx.identifiers(f"{name}-run{run}", 0), "target_kind": base.target_kind}
+    where = {} if point is None else {"target_reduction": base.target_reduction, "target_value": base.target_budget}
     started = dt.datetime.now(dt.timezone.utc)
     seed_everything(ctx.seed)
     try:
         if base.target_kind != "macs":
             raise ConfigurationError(f"{method} takes a MACs target (prune_to_target_macs); this comparison's target "
-                                     f"is {cfg.target.describe()}")
+                                     f"is {(point or cfg.target).describe()}")
         target = base.target_budget if base.target_budget is not None else dense_macs * (1 - base.target_reduction)
         out = impl.prune_to_target_macs(cfg.model.name, float(target), ctx.dataset)
         accuracy, macs = _number(out, "final_accuracy"), _number(out, "final_macs")
@@ -218,7 +297,7 @@ def _run_custom(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str,
                           seconds_total=(dt.datetime.now(dt.timezone.utc) - started).total_seconds())
     except Exception as err:  # noqa: BLE001 - the user's code failed: one failed row, like any trial
         logger.warning("%s (run %d) failed: %s", method, run, err)
-        row = TrialResult.failed(error=err, **ids, strategy_json=json.dumps({"method": method, "custom": True}),
+        row = TrialResult.failed(error=err, **ids, **where, strategy_json=json.dumps({"method": method, "custom": True}),
                                  started_at=started, finished_at=dt.datetime.now(dt.timezone.utc))
     sink = RowSink(ResultStore(paths.results), total=1, progress=print_progress if progress else None)
     sink(row)
@@ -236,47 +315,144 @@ def _safe(method: str) -> str:
     return method.replace(":", "-")
 
 
-def summarise_comparison(store: ResultStore, experiment: str, methods: Sequence[str],
-                         walls: dict[str, float]) -> dict[str, Any]:
-    """Per method: best accuracy per run, mean +- std over runs, trials used, wall time."""
+def summarise_comparison(store: ResultStore, experiment: str, methods: Sequence[str], walls: dict[str, float], *,
+                         targets: Sequence[TargetKey] | None = None) -> dict[str, Any]:
+    """Per method: best accuracy per run, mean +- std over runs, trials used, wall time.
+
+    ``targets`` are the targets of a sweep, easiest first (None: one target). Each method's entry
+    then also has:
+
+    - ``frontier``: one entry per target, easiest first: ``target`` (its label, as
+      :class:`~multi_agent_pruning.results.TargetKey`), ``mean`` and ``std`` over runs of each
+      run's best top-1 at that target, ``best_per_run`` (aligned with ``runs``; None for a run
+      without a model there), ``macs`` (mean MACs of those bests), ``trials_used``, ``trials_ok``;
+    - ``frontier_area``: ``mean``, ``std``, ``per_run`` and ``targets_reached`` (aligned with
+      ``runs``; None for a run without a model at any target) of the normalised hypervolume of
+      each run's frontier (:mod:`multi_agent_pruning.stats.frontier`: MACs as a fraction of the
+      dense model's, reference accuracy 0);
+    - ``best_target``: the hardest target at which the method produced a model in some run. The
+      top-level ``final_accuracy``, ``best_accuracy``, ``mean``, ``std``, ``best_per_run``,
+      ``macs_reduction``, ``params_reduction`` and ``final_macs`` are that target's (so
+      ``final_accuracy`` is None, with ``error``, only when no target produced a model);
+      ``trials_used`` and ``trials_ok`` count every target.
+    """
     rows = store.rows(experiment=experiment)
-    out: dict[str, Any] = {}
+    mine = {method: [r for r in rows if r.method == method] for method in methods}
+    runs = {method: sorted({r.run for r in mine[method]}) for method in methods}
+    out = {method: _summary(mine[method], runs[method], walls.get(method)) for method in methods}
+    if not targets:
+        return out
+    frame = store.read(experiment=experiment).to_pandas()
+    report = analyze_frontier(frame[frame["method"].isin(list(methods))])
     for method in methods:
-        mine = [r for r in rows if r.method == method]
-        runs = sorted({r.run for r in mine})
-        best = []
-        for run in runs:
-            scores = [r.top1_after for r in mine if r.run == run and r.status == "ok" and r.top1_after is not None]
-            best.append(max(scores) if scores else None)
-        measured = [b for b in best if b is not None]
-        ok = [r for r in mine if r.status == "ok" and r.top1_after is not None]
-        top = max(ok, key=lambda r: r.top1_after, default=None)
-        mean = statistics.fmean(measured) if measured else None
-        out[method] = {
-            "final_accuracy": mean,
-            "best_accuracy": max(measured) if measured else None,
-            "mean": mean,
-            "std": statistics.stdev(measured) if len(measured) > 1 else (0.0 if measured else None),
-            "best_per_run": best, "runs": runs,
-            "trials_used": sum(1 for r in mine if r.status != "rejected"),
-            "trials_ok": len(ok), "wall_time_s": walls.get(method),
-            "macs_reduction": top.macs_reduction if top else None,
-            "params_reduction": top.params_reduction if top else None,
-            "final_macs": top.macs if top else None,
-            "error": None if measured else no_model_reason(mine),
-        }
+        out[method] = _sweep_summary(out[method], mine[method], runs[method], list(targets), report.to_dict(), method)
+    return out
+
+
+def _summary(mine: list[TrialResult], runs: list[int], wall: float | None) -> dict[str, Any]:
+    best = []
+    for run in runs:
+        scores = [r.top1_after for r in mine if r.run == run and r.status == "ok" and r.top1_after is not None]
+        best.append(max(scores) if scores else None)
+    measured = [b for b in best if b is not None]
+    ok = [r for r in mine if r.status == "ok" and r.top1_after is not None]
+    top = max(ok, key=lambda r: r.top1_after, default=None)
+    mean, std = _spread(best)
+    return {
+        "final_accuracy": mean,
+        "best_accuracy": max(measured) if measured else None,
+        "mean": mean,
+        "std": std,
+        "best_per_run": best, "runs": runs,
+        "trials_used": sum(1 for r in mine if r.status != "rejected"),
+        "trials_ok": len(ok), "wall_time_s": wall,
+        "macs_reduction": top.macs_reduction if top else None,
+        "params_reduction": top.params_reduction if top else None,
+        "final_macs": top.macs if top else None,
+        "error": None if measured else no_model_reason(mine),
+    }
+
+
+def _spread(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation of the values present (std 0.0 for one, None for none)."""
+    measured = [v for v in values if v is not None]
+    mean = statistics.fmean(measured) if measured else None
+    return mean, statistics.stdev(measured) if len(measured) > 1 else (0.0 if measured else None)
+
+
+def _sweep_summary(entry: dict[str, Any], mine: list[TrialResult], runs: list[int], targets: list[TargetKey],
+                   report: dict[str, Any], method: str) -> dict[str, Any]:
+    """``entry`` with the method's frontier, its area and the top-level values of ``best_target``."""
+    frontier, best_target = [], None
+    for key in targets:
+        here = [r for r in mine if row_target(r) == key]
+        found = report["per_target"].get(key.label, {}).get(method, {})
+        best = [found.get("per_run", {}).get(run) for run in runs]
+        mean, std = _spread(best)
+        frontier.append({"target": key.label, "target_kind": key.kind, "target_reduction": key.reduction,
+                         "target_budget": key.budget, "mean": mean, "std": std, "best_per_run": best,
+                         "macs": found.get("macs"), "trials_used": sum(1 for r in here if r.status != "rejected"),
+                         "trials_ok": sum(1 for r in here if r.status == "ok" and r.top1_after is not None)})
+        if mean is not None:
+            best_target = key
+    area = report["areas"].get(method, {})
+    per_run = [area.get("per_run", {}).get(run) for run in runs]
+    mean, std = _spread(per_run)
+    out = dict(entry)
+    if best_target is not None:
+        chosen = _summary([r for r in mine if row_target(r) == best_target], runs, entry["wall_time_s"])
+        out.update({k: chosen[k] for k in ("final_accuracy", "best_accuracy", "mean", "std", "best_per_run",
+                                           "macs_reduction", "params_reduction", "final_macs")})
+    out.update(best_target=None if best_target is None else best_target.label, frontier=frontier,
+               frontier_area={"mean": mean, "std": std, "per_run": per_run,
+                              "targets_reached": [area.get("targets_reached", {}).get(run) for run in runs]})
     return out
 
 
 def format_comparison(comparison: dict[str, Any]) -> str:
+    """The comparison as text: one line per method, ranked by mean top-1; for a sweep, ranked by
+    frontier area, then the best top-1 per target (mean over runs) of each method."""
+    if any("frontier" in c for c in comparison.values()):
+        return _format_sweep(comparison)
     lines = [f"{'method':<16} {'mean top-1':>10} {'std':>7} {'best':>7} {'trials':>7} {'ok':>4} {'wall s':>8}"]
     ranked = sorted(comparison.items(), key=lambda kv: -(kv[1]["mean"] if kv[1]["mean"] is not None else -1))
     for method, c in ranked:
-        def f(v, spec):
-            return "-" if v is None else format(v, spec)
-        lines.append(f"{method:<16} {f(c['mean'], '>10.4f')} {f(c['std'], '>7.4f')} {f(c['best_accuracy'], '>7.4f')} "
-                     f"{c['trials_used']:>7} {c['trials_ok']:>4} {f(c['wall_time_s'], '>8.1f')}")
+        lines.append(f"{method:<16} {_fmt(c['mean'], '>10.4f')} {_fmt(c['std'], '>7.4f')} "
+                     f"{_fmt(c['best_accuracy'], '>7.4f')} {c['trials_used']:>7} {c['trials_ok']:>4} "
+                     f"{_fmt(c['wall_time_s'], '>8.1f')}")
     return "\n".join(lines)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    """``value`` formatted by ``spec`` (``">7.4f"``); ``-`` in the same width for None."""
+    return format("-", spec.split(".")[0]) if value is None else format(value, spec)
+
+
+def _format_sweep(comparison: dict[str, Any]) -> str:
+    ranked = sorted(comparison.items(), key=lambda kv: -(_area(kv[1]) if _area(kv[1]) is not None else -1))
+    lines = [f"{'method':<16} {'area':>7} {'std':>7} {'trials':>7} {'ok':>4} {'wall s':>8}  best target"]
+    for method, c in ranked:
+        area = c.get("frontier_area") or {}
+        lines.append(f"{method:<16} {_fmt(area.get('mean'), '>7.4f')} {_fmt(area.get('std'), '>7.4f')} "
+                     f"{c['trials_used']:>7} {c['trials_ok']:>4} {_fmt(c['wall_time_s'], '>8.1f')}  "
+                     f"{c.get('best_target') or '-'}")
+    lines.append("area: normalised hypervolume of (MACs kept / dense MACs, top-1) per run, mean over runs; "
+                 "1 = all accuracy at no MACs")
+    targets = [e["target"] for e in next(c["frontier"] for _, c in ranked if "frontier" in c)]
+    width = max(len("best top-1 per target"), *(len(t) for t in targets))
+    columns = [(method, max(len(method), 7)) for method, _ in ranked]
+    lines += ["", f"{'best top-1 per target':<{width}}" + "".join(f" {m:>{w}}" for m, w in columns)]
+    for index, target in enumerate(targets):
+        cells = []
+        for (method, w), (_, c) in zip(columns, ranked):
+            entries = c.get("frontier") or []
+            cells.append(f" {_fmt(entries[index]['mean'] if index < len(entries) else None, f'>{w}.4f')}")
+        lines.append(f"{target:<{width}}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def _area(entry: dict[str, Any]) -> float | None:
+    return (entry.get("frontier_area") or {}).get("mean")
 
 
 def run_single_strategy(method, model_name: str, target_macs: float, dataset: str, *, config_path=None,

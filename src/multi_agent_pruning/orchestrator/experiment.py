@@ -23,15 +23,15 @@ from multi_agent_pruning.orchestrator.prepare import (
     warn_unplaceable,
 )
 from multi_agent_pruning.orchestrator.ray_runtime import init_ray
-from multi_agent_pruning.orchestrator.tune_run import run_search
+from multi_agent_pruning.orchestrator.tune_run import run_search, saved_trial_id
 from multi_agent_pruning.reports import write_report
-from multi_agent_pruning.results import ResultStore, TrialResult
+from multi_agent_pruning.results import ResultStore, TargetKey, TrialResult, row_target
 from multi_agent_pruning.search.interrupt import SearchInterrupted, handle_stop_signals, raise_if_interrupted
 from multi_agent_pruning.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["no_model_reason", "run_experiment", "summarise", "write_run_report"]
+__all__ = ["frontier_entries", "no_model_reason", "run_experiment", "summarise", "write_run_report"]
 
 
 def _state(cfg: ExperimentConfig, method: str, status: str, **extra: Any) -> dict[str, Any]:
@@ -77,12 +77,29 @@ def run_experiment(cfg: ExperimentConfig, *, output_dir: str | Path | None = Non
         return summary
 
 
+def _best(rows: list[TrialResult]) -> TrialResult | None:
+    ok = [r for r in rows if r.status == "ok" and r.top1_after is not None]
+    return max(ok, key=lambda r: (r.top1_after, -(r.macs or math.inf)), default=None)
+
+
 def summarise(cfg: ExperimentConfig, paths: ExperimentPaths, outcome: dict[str, Any], minutes: float) -> dict[str, Any]:
-    """The API reference's result dict, from the result table (not from memory)."""
+    """The API reference's result dict, from the result table (not from memory).
+
+    For a sweep, ``frontier`` has one entry per target (easiest first), and the top-level
+    ``final_accuracy``, ``macs`` ... ``best_model_path`` are those of the hardest target that
+    produced a model (``best_target`` names it).
+    """
     store = ResultStore(paths.results)
     rows = [r for r in store.rows(experiment=cfg.experiment.name) if r.method == outcome["method"]]
     ok = [r for r in rows if r.status == "ok" and r.top1_after is not None]
-    best: TrialResult | None = max(ok, key=lambda r: (r.top1_after, -(r.macs or math.inf)), default=None)
+    best = _best(rows)
+    frontier = frontier_entries(cfg, paths, rows) if cfg.target.is_sweep else None
+    best_model_path = str(paths.best_model) if best and paths.best_model.exists() else None
+    if frontier is not None:
+        reached = [entry for entry in frontier if entry["final_accuracy"] is not None]
+        chosen = reached[-1] if reached else None
+        best = next((r for r in rows if chosen and r.trial_id == chosen["best_trial_id"]), None)
+        best_model_path = chosen["best_model_path"] if chosen else None
     summary = {
         "experiment": cfg.experiment.name, "method": outcome["method"], "model": cfg.model.name,
         "dataset": cfg.effective_dataset().name, "target": cfg.target.describe(),
@@ -100,14 +117,45 @@ def summarise(cfg: ExperimentConfig, paths: ExperimentPaths, outcome: dict[str, 
         "trials": {"total": len(rows), "ok": len(ok), "failed": sum(r.status == "failed" for r in rows),
                    "rejected": sum(r.status == "rejected" for r in rows)},
         "total_time_minutes": minutes,
-        "best_model_path": str(paths.best_model) if best and paths.best_model.exists() else None,
+        "best_model_path": best_model_path,
         "results_path": str(paths.results),
         "output_dir": str(paths.root),
         "reproduce": f"mapruner prune --config <config> --output-dir {paths.root}",
     }
+    if frontier is not None:
+        summary["best_target"] = chosen["target"] if chosen else None
+        summary["frontier"] = frontier
     if best is None:
         summary["error"] = no_model_reason(rows)
     return summary
+
+
+def frontier_entries(cfg: ExperimentConfig, paths: ExperimentPaths, rows: list[TrialResult]) -> list[dict[str, Any]]:
+    """One entry per target of the sweep, easiest first: its best model and what it measured."""
+    entries = []
+    for point in cfg.target.points():
+        key = TargetKey(point.kind, point.reduction, point.budget)
+        mine = [r for r in rows if row_target(r) == key]
+        best = _best(mine)
+        model_dir = paths.best_models / key.slug
+        saved = best is not None and saved_trial_id(model_dir) == best.trial_id
+        entries.append({
+            "target": key.label, "target_kind": key.kind, "target_reduction": key.reduction,
+            "target_budget": key.budget,
+            "final_accuracy": best.top1_after if best else None,
+            "final_top5": best.top5_after if best else None,
+            "accuracy_before_finetune": best.top1_before if best else None,
+            "macs": best.macs if best else None, "params": best.params if best else None,
+            "macs_reduction": best.macs_reduction if best else None,
+            "params_reduction": best.params_reduction if best else None,
+            "best_trial_id": best.trial_id if best else None,
+            "best_model_path": str(model_dir) if saved else None,
+            "trials": {"total": len(mine), "ok": sum(r.status == "ok" for r in mine),
+                       "failed": sum(r.status == "failed" for r in mine),
+                       "rejected": sum(r.status == "rejected" for r in mine)},
+            **({} if best else {"error": no_model_reason(mine)}),
+        })
+    return entries
 
 
 def no_model_reason(rows: list[TrialResult]) -> str:

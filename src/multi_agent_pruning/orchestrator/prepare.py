@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from multi_agent_pruning.config import ExperimentConfig, config_to_dict
+from multi_agent_pruning.config import ExperimentConfig, TargetConfig, config_to_dict
 from multi_agent_pruning.core.engine import count_macs_params
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.data import take_calibration_batches
@@ -32,7 +32,7 @@ from multi_agent_pruning.utils.metrics import resolve_metrics
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STATE_FILE", "ExperimentPaths", "base_strategy", "build_context", "check_output_dir", "check_resources",
+__all__ = ["STATE_FILE", "ExperimentPaths", "base_strategies", "base_strategy", "build_context", "check_output_dir", "check_resources",
            "check_target", "default_output_dir", "check_writable", "print_progress", "profiling_agent_config", "read_state",
            "warn_unplaceable"]
 
@@ -47,6 +47,7 @@ class ExperimentPaths:
     results: Path = field(init=False)
     tune: Path = field(init=False)
     best_model: Path = field(init=False)
+    best_models: Path = field(init=False)
     summary: Path = field(init=False)
     state: Path = field(init=False)
 
@@ -55,13 +56,26 @@ class ExperimentPaths:
         self.results = self.root / "results"
         self.tune = self.root / "tune"
         self.best_model = self.root / "best_model"
+        self.best_models = self.root / "best_models"  # a sweep: one folder per target
         self.summary = self.root / "summary.json"
         self.state = self.root / STATE_FILE
 
 
-def base_strategy(cfg: ExperimentConfig) -> Strategy:
-    """The strategy every method starts from: defaults, target and recovery budget from config."""
-    d, ft, t, limits = cfg.effective_strategy_defaults(), cfg.effective_finetune(), cfg.target, cfg.effective_safety_limits()
+def base_strategies(cfg: ExperimentConfig) -> list[Strategy]:
+    """The base strategy of each target of the run, easiest first (one without a sweep)."""
+    return [base_strategy(cfg, point) for point in cfg.target.points()]
+
+
+def base_strategy(cfg: ExperimentConfig, target: TargetConfig | None = None) -> Strategy:
+    """The strategy every method starts from: defaults, target and recovery budget from config.
+
+    ``target`` is one point of a sweep (``cfg.target.points()``); without it, the run's target,
+    which must then be a single one.
+    """
+    t = target if target is not None else cfg.target
+    if t.is_sweep:
+        raise ValueError("base_strategy of a sweep: use base_strategies(cfg), or pass one of cfg.target.points()")
+    d, ft, limits = cfg.effective_strategy_defaults(), cfg.effective_finetune(), cfg.effective_safety_limits()
     caps = [limits.max_mlp_pruning, limits.max_attention_pruning, limits.max_conv_pruning]
     return Strategy(
         importance=d.importance, global_pruning=d.global_pruning, isomorphic=d.isomorphic, round_to=d.round_to,
@@ -186,7 +200,7 @@ def read_state(paths: ExperimentPaths) -> dict[str, Any] | None:
 
 #: What a resumed run must share with the run it continues (config paths).
 RESUME_KEYS = (("model", "name"), ("dataset", "name"), ("target", "kind"), ("target", "reduction"),
-               ("target", "budget"))
+               ("target", "budget"), ("target", "sweep"))
 
 
 def check_output_dir(paths: ExperimentPaths, cfg: ExperimentConfig, resume: bool, method: str = "multi_agent") -> None:
@@ -225,29 +239,42 @@ def _lookup(tree: Any, key: tuple[str, ...]) -> Any:
 
 
 def check_target(cfg: ExperimentConfig, context: TrialContext) -> None:
-    """Refuses, before Ray starts, a target no structural pruning of this model can meet.
+    """Refuses, before Ray starts, a target no structural pruning of this model can meet (every
+    target of a sweep, each named in the error).
 
     Every prunable layer keeps at least ``1 - max_layer_pruning`` of its input and of its output
     channels, so its MACs (and weights) keep at least ``(1 - max_layer_pruning)**2``: a target
     below that share of the dense model, or at or above the dense model itself, is impossible.
     (Meeting this bound does not promise the target is reachable; the engine says so per trial.)
     """
-    t = cfg.target
     macs, params = count_macs_params(context.model, torch.zeros(context.input_shape))
-    dense = macs if t.kind == "macs" else params
-    keep = t.budget if t.budget is not None else dense * (1 - t.reduction)
-    floor = dense * (1 - base_strategy(cfg).max_layer_pruning) ** 2
-    unit = "MACs" if t.kind == "macs" else "params"
-    rule = None
-    if keep >= dense * (1 - t.tolerance):
-        rule = f"must keep fewer {unit} than the dense {cfg.model.name} has ({dense:.4g})"
-    elif keep < floor:
-        rule = (f"must keep at least {floor:.4g} {unit}: with every layer pruned by at most "
-                f"max_layer_pruning={base_strategy(cfg).max_layer_pruning:g}, no structural pruning of "
-                f"{cfg.model.name} ({dense:.4g} {unit}) keeps fewer")
-    if rule:
-        key, value = ("target.budget", t.budget) if t.budget is not None else ("target.reduction", t.reduction)
-        raise InfeasibleTargetError("Impossible target:", [ConfigIssue(key, rule, value)])
+    issues = []
+    for index, t in enumerate(cfg.target.points()):
+        dense = macs if t.kind == "macs" else params
+        keep = t.budget if t.budget is not None else dense * (1 - t.reduction)
+        max_layer = base_strategy(cfg, t).max_layer_pruning
+        floor = dense * (1 - max_layer) ** 2
+        unit = "MACs" if t.kind == "macs" else "params"
+        rule = None
+        overall = cfg.effective_safety_limits().max_overall_pruning
+        if keep >= dense * (1 - t.tolerance):
+            rule = f"must keep fewer {unit} than the dense {cfg.model.name} has ({dense:.4g})"
+        elif keep < floor:
+            rule = (f"must keep at least {floor:.4g} {unit}: with every layer pruned by at most "
+                    f"max_layer_pruning={max_layer:g}, no structural pruning of "
+                    f"{cfg.model.name} ({dense:.4g} {unit}) keeps fewer")
+        elif 1 - keep / dense > overall + 1e-9:
+            rule = (f"removes {1 - keep / dense:.1%} of the {unit}, more than safety_limits.max_overall_pruning="
+                    f"{overall:g} allows (the analysis agent would reject every strategy); raise that limit to "
+                    f"search this target")
+        if rule:
+            if cfg.target.is_sweep:
+                key, value = f"target.sweep[{index}]", cfg.target.sweep[index]
+            else:
+                key, value = ("target.budget", t.budget) if t.budget is not None else ("target.reduction", t.reduction)
+            issues.append(ConfigIssue(key, rule, value))
+    if issues:
+        raise InfeasibleTargetError("Impossible target:", issues)
 
 
 def check_resources(cfg: ExperimentConfig, address: str | None) -> None:

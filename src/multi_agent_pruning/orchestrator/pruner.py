@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,8 @@ class MultiAgentPruner:
             return self.config
         return apply_overrides(self.config, overrides)
 
-    def prune_model(self, model_name: str | None, dataset: str | None, target_ratio: float | None = None, *,
+    def prune_model(self, model_name: str | None, dataset: str | None,
+                    target_ratio: float | Sequence[float] | None = None, *,
                     output_dir: str | Path | None = None, max_iterations: int | None = None,
                     enable_caching: bool | None = None, trials: int | None = None, target_macs: Any = None,
                     target_kind: str | None = None, resume: bool = False, address: str | None = None,
@@ -53,11 +55,18 @@ class MultiAgentPruner:
 
         ``target_ratio`` is the fraction of ``target.kind`` removed (MACs by default; pass
         ``target_kind="params"`` for a parameter reduction as in the original API reference).
+        A list (``target_ratio=[0.3, 0.5, 0.7]``, or ``target_macs=[0.7, 0.5]`` / ``"2.3G,1.2G"``)
+        searches all those targets together in one run (a sweep: the accuracy-MACs frontier),
+        with ``trials`` trials in all.
 
         Returns:
             ``final_accuracy``, ``params_reduction``, ``macs_reduction``,
             ``convergence_iterations``, ``total_time_minutes``, ``best_model_path``,
-            ``results_path`` and more (the content of ``summary.json``).
+            ``results_path`` and more (the content of ``summary.json``). For a sweep also
+            ``frontier``: one entry per target (``target``, ``final_accuracy``, ``macs``,
+            ``params``, ``macs_reduction``, ``params_reduction``, ``best_trial_id``,
+            ``best_model_path``); the top-level values are then those of the hardest target that
+            produced a model (``best_target``).
 
         Raises:
             PruningError: No trial produced a model; the message gives the counts of failed and
@@ -78,7 +87,8 @@ class MultiAgentPruner:
             raise PruningError(f"{summary.get('error')} ({summary['results_path']})", result=summary)
         return summary
 
-    def compare_methods(self, model_name: str | None, dataset: str | None, target_ratio: float | None = None,
+    def compare_methods(self, model_name: str | None, dataset: str | None,
+                        target_ratio: float | Sequence[float] | None = None,
                         methods: list[str] | None = None, *, num_runs: int | None = None,
                         trials_per_method: int | None = None, target_macs: Any = None,
                         target_kind: str | None = None, output_dir: str | Path | None = None,

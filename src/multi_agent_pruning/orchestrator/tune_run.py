@@ -17,13 +17,13 @@ from multi_agent_pruning.config import ExperimentConfig
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.orchestrator.prepare import (
     ExperimentPaths,
-    base_strategy,
+    base_strategies,
     print_progress,
     profile_request,
     profiling_agent_config,
 )
 from multi_agent_pruning.search.interrupt import InterruptStopper, raise_if_interrupted, requested, searching
-from multi_agent_pruning.results import ResultStore
+from multi_agent_pruning.results import ResultStore, TargetKey, row_target
 from multi_agent_pruning.search.rows import RowSink
 from multi_agent_pruning.search.searcher import MasterSearcher
 from multi_agent_pruning.search.trial import TrialContext
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 _MODEL_FILES = ("model.json", "model.safetensors")
 
 __all__ = ["build_tuner", "concurrency", "find_trial_checkpoint", "fit_search", "profile_with_actor", "run_search",
-           "save_best_model", "trial_resources", "use_prestarted_workers"]
+           "save_best_model", "save_best_models", "saved_trial_id", "trial_resources", "use_prestarted_workers"]
 
 
 def trial_resources(cfg: ExperimentConfig) -> dict[str, float]:
@@ -81,7 +81,9 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
                                if r["run"] == context.run]) if resume else []
     search_cfg = cfg.effective_search()
     budget = search_cfg.trials - sum(1 for r in existing if r["status"] != "rejected")
-    target = {"kind": cfg.target.kind, "reduction": cfg.target.reduction, "budget": cfg.target.budget}
+    points = [{"kind": t.kind, "reduction": t.reduction, "budget": t.budget} for t in cfg.target.points()]
+    target = points[0] if len(points) == 1 else points
+    bases = base_strategies(cfg)
     parallel = concurrency(cfg)
     batch_size = search_cfg.batch_size or max(parallel, math.ceil(search_cfg.trials / search_cfg.max_iterations))
     master_config = master_settings(cfg, context, batch_size)
@@ -105,7 +107,8 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
         profile = profile_with_actor(cfg, context)
         record = RowSink(store, existing={r["trial_id"] for r in existing}, total=len(existing) + max(budget, 0),
                          progress=print_progress if progress else None)
-        searcher = MasterSearcher(master, analysis, profile=profile, target=target, base=base_strategy(cfg),
+        searcher = MasterSearcher(master, analysis, profile=profile, target=target,
+                                  base=bases[0] if len(bases) == 1 else bases,
                                   budget=max(budget, 0), batch_size=batch_size,
                                   identifiers={k: v for k, v in context.identifiers("", 0).items()
                                                if k not in ("trial_id", "iteration")},
@@ -123,7 +126,7 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
     if record.error is not None:
         raise record.error  # rows already stored are intact; --resume continues once fixed
     if save_best:
-        save_best_model(store, paths, cfg.experiment.name, method)
+        save_best_models(cfg, store, paths, method)
     raise_if_interrupted()
     return {"method": method, "iterations": searcher.iterations_run + (start_iteration if resume else 0),
             "stop_reason": searcher.stop_reason, "profile": profile, "concurrency": parallel,
@@ -208,26 +211,50 @@ def build_tuner(cfg: ExperimentConfig, trainable: Any, searcher: Any, *, budget:
     )
 
 
-def save_best_model(store: ResultStore, paths: ExperimentPaths, experiment: str, method: str) -> str | None:
+def save_best_model(store: ResultStore, paths: ExperimentPaths, experiment: str, method: str, *,
+                    target: TargetKey | None = None, destination: Path | None = None) -> str | None:
     """Puts the best ``ok`` row's model in ``best_model/``, whatever run of the experiment (a
     resumed one, or the one before an interruption) produced it; returns its trial id.
 
-    The table decides which trial is best; its model is the checkpoint Tune stored for that trial
-    under ``tune/``. A best model already in place is kept when the checkpoint is gone.
+    With ``target``, only the rows of that target count (a sweep), and the model goes to
+    ``destination``. The table decides which trial is best; its model is the checkpoint Tune
+    stored for that trial under ``tune/``. A best model already in place is kept when the
+    checkpoint is gone.
     """
-    rows = [r for r in store.rows(experiment=experiment, method=method) if r.status == "ok" and r.top1_after is not None]
+    rows = [r for r in store.rows(experiment=experiment, method=method) if r.status == "ok" and r.top1_after is not None
+            and (target is None or row_target(r) == target)]
     if not rows:
         return None
+    destination = destination or paths.best_model
     best = max(rows, key=lambda r: (r.top1_after, -(r.macs or math.inf)))
-    if _saved_trial(paths.best_model) == best.trial_id:
+    if saved_trial_id(destination) == best.trial_id:
         return best.trial_id
     source = find_trial_checkpoint(paths.tune, best.trial_id)
     if source is None:
-        logger.warning("the best trial's model (%s) is not among the stored checkpoints under %s; best_model/ "
-                       "is left as it was", best.trial_id, paths.tune)
+        logger.warning("the best trial's model (%s) is not among the stored checkpoints under %s; %s "
+                       "is left as it was", best.trial_id, paths.tune, destination)
         return None
-    atomic_replace_dir(source, paths.best_model)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    atomic_replace_dir(source, destination)
     return best.trial_id
+
+
+def save_best_models(cfg: ExperimentConfig, store: ResultStore, paths: ExperimentPaths, method: str) -> None:
+    """``best_model/`` of the run; for a sweep also ``best_models/<target>/``, one per target,
+    and ``best_model/`` is the model of the hardest target that produced one."""
+    if not cfg.target.is_sweep:
+        save_best_model(store, paths, cfg.experiment.name, method)
+        return
+    saved = None
+    for point in cfg.target.points():
+        key = TargetKey(point.kind, point.reduction, point.budget)
+        trial = save_best_model(store, paths, cfg.experiment.name, method, target=key,
+                                destination=paths.best_models / key.slug)
+        if trial is not None:
+            saved = key
+    if saved is not None and (paths.best_models / saved.slug / "model.json").is_file():
+        if saved_trial_id(paths.best_model) != saved_trial_id(paths.best_models / saved.slug):
+            atomic_replace_dir(paths.best_models / saved.slug, paths.best_model)
 
 
 def find_trial_checkpoint(tune_root: Path, trial_id: str) -> Path | None:
@@ -246,7 +273,8 @@ def find_trial_checkpoint(tune_root: Path, trial_id: str) -> Path | None:
     return None
 
 
-def _saved_trial(directory: Path) -> str | None:
+def saved_trial_id(directory: Path) -> str | None:
+    """The trial id of the saved model in ``directory``, None when there is none."""
     try:
         return json.loads((directory / "model.json").read_text())["metadata"]["trial_id"]
     except (OSError, ValueError, KeyError, TypeError):

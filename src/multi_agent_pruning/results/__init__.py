@@ -4,6 +4,7 @@ See ``docs/results-schema.md`` for every column and the versioning rule.
 """
 
 from multi_agent_pruning.results.schema import RESULT_SCHEMA, SCHEMA_VERSION, STATUSES, schema_markdown
+from multi_agent_pruning.results.targets import TargetKey, add_target_columns, row_target, target_key
 from multi_agent_pruning.results.store import ReadReport, ResultStore, SkippedFile
 from multi_agent_pruning.results.trial import TrialResult, current_versions, strategy_columns
 from multi_agent_pruning.results.upgrade import register_upgrade, upgrade_table
@@ -21,4 +22,8 @@ __all__ = [
     "register_upgrade",
     "upgrade_table",
     "schema_markdown",
+    "TargetKey",
+    "add_target_columns",
+    "row_target",
+    "target_key",
 ]

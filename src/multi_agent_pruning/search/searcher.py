@@ -50,8 +50,8 @@ class MasterSearcher(Searcher):
     Args:
         master / analysis: The master and analysis actors.
         profile: The model profile (dict).
-        target: ``{"kind", "reduction", "budget"}`` of the experiment.
-        base: Strategy the master starts from.
+        target: ``{"kind", "reduction", "budget"}`` of the experiment, or a list of them (a sweep).
+        base: Strategy the master starts from, or one per target of a sweep (easiest first).
         budget: Trials this searcher may start.
         batch_size: Strategies per iteration.
         identifiers: Row identifiers shared by all trials (experiment, run, method, ...).
@@ -63,12 +63,14 @@ class MasterSearcher(Searcher):
             module); None shows each result as soon as it arrives.
     """
 
-    def __init__(self, master: Any, analysis: Any, *, profile: dict, target: dict, base: Strategy, budget: int,
+    def __init__(self, master: Any, analysis: Any, *, profile: dict, target: dict | list[dict],
+                 base: Strategy | Sequence[Strategy], budget: int,
                  batch_size: int, identifiers: dict[str, Any], history: list[dict], record: Callable[[TrialResult], None],
                  start_iteration: int = 0, reveal_lag: int | None = None) -> None:
         super().__init__(metric="score", mode="max")
         self.master, self.analysis = master, analysis
-        self.profile, self.target, self.base = profile, target, base
+        self.bases = [base] if isinstance(base, Strategy) else list(base)
+        self.profile, self.target, self.base = profile, target, self.bases[0]
         self.budget, self.batch_size = budget, batch_size
         self.identifiers, self.record = identifiers, record
         self.history = [{"strategy_json": r["strategy_json"], "top1_after": r.get("top1_after"),
@@ -149,7 +151,7 @@ class MasterSearcher(Searcher):
         for _ in range(attempts):
             size = min(self.batch_size, self.budget - self.issued)
             proposal = ray.get(self.master.propose.remote(
-                self.profile, self.base, self.history, pending=[strategy for strategy, _ in self.running.values()],
+                self.profile, self.base if len(self.bases) == 1 else self.bases, self.history, pending=[strategy for strategy, _ in self.running.values()],
                 iteration=self.iteration, batch_size=size))
             self.completed_since_proposal = 0
             if not proposal.continue_iterations:

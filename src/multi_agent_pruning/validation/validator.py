@@ -17,8 +17,9 @@ from multi_agent_pruning.exceptions import ConfigurationError, ValidationError
 from multi_agent_pruning.orchestrator import MultiAgentPruner
 from multi_agent_pruning.orchestrator.compare import all_methods, check_methods
 from multi_agent_pruning.reports import render_report_html
-from multi_agent_pruning.results import RESULT_SCHEMA, ResultStore
+from multi_agent_pruning.results import RESULT_SCHEMA, ResultStore, add_target_columns
 from multi_agent_pruning.stats.comparison import analyze_methods
+from multi_agent_pruning.stats.frontier import analyze_frontier
 from multi_agent_pruning.stats.paper_targets import PAPER_TARGETS, PaperTarget, get_paper_target
 from multi_agent_pruning.stats.reproduction import compare_with_papers
 from multi_agent_pruning.utils.atomic import atomic_write
@@ -44,13 +45,15 @@ class PaperReproductionValidator:
         top1_tolerance: Accuracy distance (fraction) called "within tolerance" of the paper.
         seed: Seed of the bootstrap intervals.
         n_resamples: Bootstrap resamples.
+        reference_accuracy: Accuracy at which the frontier area of a sweep starts counting
+            (:mod:`multi_agent_pruning.stats.frontier`); 0 counts all of it.
     """
 
     def __init__(self, config_path: str | os.PathLike[str] | None = None,
                  output_dir: str | os.PathLike[str] = "./validation_results", *,
                  results_dir: str | os.PathLike[str] | None = None, runner: Runner | None = None,
                  macs_tolerance: float = 0.02, top1_tolerance: float = 0.01, seed: int = 0,
-                 n_resamples: int = 10_000) -> None:
+                 n_resamples: int = 10_000, reference_accuracy: float = 0.0) -> None:
         self.config_path = Path(config_path) if config_path else None
         self.output_dir = Path(output_dir)
         self.results_dir = Path(results_dir) if results_dir else None
@@ -59,6 +62,9 @@ class PaperReproductionValidator:
         self.top1_tolerance = top1_tolerance
         self.seed = seed
         self.n_resamples = n_resamples
+        if not 0.0 <= reference_accuracy < 1.0:
+            raise ValidationError(f"reference_accuracy must be in [0, 1), got {reference_accuracy!r}")
+        self.reference_accuracy = reference_accuracy
 
     # -- running ---------------------------------------------------------------------------
     def validate_all_targets(self, methods: Sequence[str] | None = None, num_runs: int = 3, *,
@@ -140,11 +146,21 @@ class PaperReproductionValidator:
         return pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
 
     def analyze_results(self) -> dict[str, Any]:
-        """Summary, per-experiment method comparison and statistics, and the paper reproduction table.
+        """Summary, per-experiment method comparison and statistics, the frontier of each sweep,
+        and the paper reproduction table.
+
+        ``frontier`` has an entry for each experiment whose rows were searched at two or more
+        targets (a sweep): the targets (easiest first), per target and method the best top-1 of
+        each run (``per_run``, with mean, std, range and mean MACs), per method the frontier area
+        of each run and its spread, and ``area_statistics``: the paired tests across seeds of
+        ``statistical_tests`` (Wilcoxon, paired t, Holm, Friedman) on the area instead of the best
+        accuracy. The area is the normalised hypervolume of each run's (MACs / dense MACs, top-1)
+        points above ``reference_accuracy`` (:mod:`multi_agent_pruning.stats.frontier`); each
+        entry states both (``area_definition``, ``dense_macs``, ``reference_accuracy``).
 
         Returns:
-            ``{"summary", "method_comparison", "statistical_tests", "paper_reproduction"}``;
-            also written to ``<output_dir>/analysis.json``.
+            ``{"summary", "method_comparison", "statistical_tests", "frontier",
+            "paper_reproduction"}``; also written to ``<output_dir>/analysis.json``.
 
         Raises:
             ValidationError: There are no trial results to analyse.
@@ -163,12 +179,30 @@ class PaperReproductionValidator:
             "summary": _summary(frame, self.result_roots()),
             "method_comparison": comparison,
             "statistical_tests": tests,
+            "frontier": self._frontiers(frame),
             "paper_reproduction": compare_with_papers(frame, macs_tolerance=self.macs_tolerance,
                                                       top1_tolerance=self.top1_tolerance),
         }
         self.output_dir.mkdir(parents=True, exist_ok=True)
         _write_json(self.output_dir / "analysis.json", analysis)
         return analysis
+
+    def _frontiers(self, frame: Any) -> dict[str, Any]:
+        """``analyze_frontier`` of each experiment with two or more targets, keyed by experiment."""
+        out: dict[str, Any] = {}
+        for experiment, part in sorted(frame.groupby("experiment"), key=lambda item: str(item[0])):
+            targets = add_target_columns(part)["target"].dropna().unique()
+            if len(targets) < 2:
+                continue
+            report = analyze_frontier(part, reference_accuracy=self.reference_accuracy, seed=self.seed,
+                                      n_resamples=self.n_resamples)
+            ok = part[part["status"] == "ok"]["base_macs"].dropna()
+            out[str(experiment)] = {
+                "area_definition": _AREA_DEFINITION,
+                "dense_macs": sorted(float(v) for v in ok.unique()),
+                **report.to_dict(),
+            }
+        return out
 
     def generate_visualizations(self) -> list[Path]:
         """Writes the HTML report of every analysed store to ``<output_dir>/report.html``.
@@ -193,6 +227,11 @@ class PaperReproductionValidator:
         report = self.output_dir / "report.html"
         atomic_write(report, html)
         return [report, self.output_dir / "analysis.json"]
+
+
+_AREA_DEFINITION = ("normalised hypervolume of each run's best (MACs / dense_macs, top-1) per target: the area "
+                    "the points dominate in [0, 1] x [reference_accuracy, 1], divided by 1 - reference_accuracy "
+                    "(1: all accuracy kept at no MACs)")
 
 
 def _summary(frame: Any, roots: list[Path]) -> dict[str, Any]:
