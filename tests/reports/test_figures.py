@@ -30,19 +30,32 @@ def test_figure_ids(figures):
 
 
 def test_accuracy_vs_macs(figures):
+    """One target (remove 75 %): each method's line is a single point, the mean of its two runs' bests."""
     fig = figures["accuracy-vs-macs"]
-    assert [t.name for t in fig.data] == ["multi_agent", "multi_agent Pareto front", "taylor",
-                                          "taylor Pareto front", "paper targets"]
-    ours, front = fig.data[0], fig.data[1]
+    assert [t.name for t in fig.data] == ["multi_agent trials", "multi_agent", "multi_agent Pareto front",
+                                          "taylor trials", "taylor", "taylor Pareto front", "paper targets"]
+    ours, line, front = fig.data[0], fig.data[1], fig.data[2]
     assert list(ours.x) == [3.0, 4.16, 4.2, 5.0]
     assert list(ours.y) == pytest.approx([65.0, 72.0, 70.0, 60.0])
+    assert ours.marker.opacity < 0.5 and ours.showlegend is False
+    # Best per run: run 0 70 % at 4.2 G, run 1 72 % at 4.16 G.
+    assert list(line.x) == pytest.approx([(4.2 + 4.16) / 2]) and list(line.y) == pytest.approx([71.0])
+    assert list(line.error_y.array) == pytest.approx([2 ** 0.5]) and line.error_y.visible
+    assert "lines" in line.mode and "remove 75% of MACs" in line.hovertext[0]
+    assert "± 1.41% (std over 2 runs), range 70.00% to 72.00%" in line.hovertext[0]
     assert (list(front.x), list(front.y)) == (pytest.approx([3.0, 4.16]), pytest.approx([65.0, 72.0]))
-    taylor_front = fig.data[3]
+    taylor_line, taylor_front = fig.data[4], fig.data[5]
+    assert list(taylor_line.x) == pytest.approx([4.75]) and list(taylor_line.y) == pytest.approx([56.5])
+    assert list(taylor_line.error_y.array) == pytest.approx([4.5 ** 0.5])  # 55 and 58: variance 2 * 1.5^2 / 1
     assert (list(taylor_front.x), list(taylor_front.y)) == (pytest.approx([2.6, 4.5]), pytest.approx([50.0, 58.0]))
-    paper = fig.data[4]
+    paper = fig.data[6]
     assert list(paper.x) == pytest.approx([4.16, 2.61, 1.21, 0.62])
     assert list(paper.y) == pytest.approx([82.41, 81.13, 77.5, 72.6])
     assert fig.layout.xaxis.title.text == "MACs (G)"
+    assert "±1 std (ddof 1) over runs" in fig.layout.legend.title.text
+    (dense,) = fig.layout.shapes
+    assert (dense.x0, dense.x1) == (pytest.approx(17.58), pytest.approx(17.58))
+    assert [a.text for a in fig.layout.annotations] == ["dense deit_base: 17.58 G"]
     assert "trial multi_agent-0-4 (run 0, iteration 1)" in ours.hovertext[0]
     assert "top-1 65.00% (before fine-tuning 32.50%)" in ours.hovertext[0]
 
@@ -101,9 +114,8 @@ def test_several_experiments_never_pair_across_experiments(tmp_path, clean_rows_
     rows = clean_rows_factory()
     store.append(rows + [dataclasses.replace(row, experiment="demo2") for row in rows])
     figures = build_figures(prepare_frame(store.read()))
-    names = [t.name for t in figures["accuracy-vs-macs"].data if "Pareto" not in t.name]
-    assert names == ["demo / multi_agent", "demo2 / multi_agent", "demo / taylor", "demo2 / taylor",
-                     "paper targets"]
+    names = [t.name for t in figures["accuracy-vs-macs"].data if "lines" in t.mode and "Pareto" not in t.name]
+    assert names == ["demo / multi_agent", "demo2 / multi_agent", "demo / taylor", "demo2 / taylor"]
     _, values = figures["paper-reproduction"].data
     assert list(values.x) == ["multi_agent", "taylor"]
     assert values.text[0][0] == "-10.41 pp"

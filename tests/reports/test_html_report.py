@@ -26,7 +26,7 @@ def test_default_output_is_next_to_the_results(clean_store):
     assert html.count('class="plotly-graph-div"') == 5
     assert "<dt>Experiment</dt><dd>demo</dd>" in html
     assert "<dt>Model</dt><dd>deit_base</dd>" in html
-    assert "<dt>Target</dt><dd>remove 75.0% of macs</dd>" in html
+    assert "<dt>Target</dt><dd>remove 75% of MACs</dd>" in html
     assert "10 trials: 7 ok, 2 failed, 1 rejected" in html
     assert f"<code>mapruner report {clean_store.root}</code>" in html
     assert "2025-06-01T08:00:00+00:00" in html and "2025-06-01T08:10:00+00:00" in html
@@ -91,7 +91,7 @@ def test_hostile_text_is_escaped_everywhere(hostile_store):
     assert "&lt;img src=x onerror=window.__pwned=2&gt; &lt;script&gt;" in page  # failures table
     figures = build_figures(prepare_frame(hostile_store.read()))
     escaped_name = "&lt;script&gt;window.__pwned=1&lt;/script&gt;"
-    scatter = next(t for t in figures["accuracy-vs-macs"].data if t.name == escaped_name)
+    scatter = next(t for t in figures["accuracy-vs-macs"].data if t.name == f"{escaped_name} trials")
     assert "reasoning: &lt;script&gt;window.__pwned=1&lt;/script&gt; &lt;img src=x" in scatter.hovertext[0]
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in figures["success-rate"].data[0].x
     for fig in figures.values():

@@ -2,7 +2,9 @@
 
 Checks: no console errors or exceptions, five rendered Plotly figures, the injected payloads did
 not run, and a screenshot of the page (saved next to the report; set MAPRUNER_SCREENSHOT_DIR to
-keep a copy).
+keep a copy). For a sweep (issue 21), the accuracy-vs-MACs figure as plotly drew it in the page:
+a line per method through at least 3 distinct MACs levels, on a synthetic 4-target table and
+(``slow``) on the report of a real ``mapruner prune`` of the quickstart sweep.
 """
 
 from __future__ import annotations
@@ -13,12 +15,18 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from multi_agent_pruning.reports import write_report
+from multi_agent_pruning.results import ResultStore
+
+REPO = Path(__file__).resolve().parents[2]
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -113,18 +121,35 @@ async def _inspect(port: int, url: str, screenshot: Path) -> dict:
                 "legend": await tools.evaluate(
                     "Array.from(document.querySelectorAll('#figure-accuracy-vs-macs .legendtext'))"
                     ".map(t => t.textContent).join('|')"),
+                "accuracy_traces": await tools.evaluate(_DRAWN_TRACES),
                 "errors": tools.errors(),
             }
 
 
-def test_report_renders_in_chromium(hostile_store, tmp_path):
-    report = write_report(hostile_store.root, tmp_path / "report.html")
+# Every trace of the accuracy-vs-MACs figure as plotly computed and drew it in the page: its name
+# and mode, the x (MACs) of the points it drew (calcdata, so points plotly dropped do not count),
+# and the path of its line in the SVG (empty when no line was drawn).
+_DRAWN_TRACES = """(() => {
+  const gd = document.getElementById('figure-accuracy-vs-macs');
+  return gd.calcdata.map(cd => {
+    const trace = cd[0].trace;
+    const group = cd[0].node3 && cd[0].node3.node();
+    const line = group && group.querySelector('path.js-line');
+    return {name: trace.name, mode: trace.mode || '', visible: trace.visible,
+            x: cd.map(point => point.x).filter(x => Number.isFinite(x)),
+            line_path: line ? (line.getAttribute('d') || '') : ''};
+  });
+})()"""
+
+
+def _open_in_chromium(report: Path, tmp_path: Path) -> dict:
+    """What headless chromium shows of ``report`` (see :func:`_inspect`), and its screenshot."""
     profile = tmp_path / "chromium-profile"
     process = subprocess.Popen([str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         port = _devtools_port(profile, process)
-        screenshot = tmp_path / "report.png"
+        screenshot = tmp_path / f"{report.stem}.png"
         seen = asyncio.run(asyncio.wait_for(_inspect(port, report.as_uri(), screenshot), timeout=40))
     finally:
         process.terminate()
@@ -133,11 +158,72 @@ def test_report_renders_in_chromium(hostile_store, tmp_path):
         except subprocess.TimeoutExpired:
             process.kill()
     if os.environ.get("MAPRUNER_SCREENSHOT_DIR"):
-        shutil.copy(screenshot, Path(os.environ["MAPRUNER_SCREENSHOT_DIR"]) / "report.png")
+        shutil.copy(screenshot, Path(os.environ["MAPRUNER_SCREENSHOT_DIR"]) / screenshot.name)
+    return {**seen, "screenshot": screenshot}
+
+
+def _frontier_lines(seen: dict) -> dict[str, list[float]]:
+    """Per legend name, the distinct MACs of its drawn line trace (mode with "lines", a drawn path)."""
+    lines = {}
+    for trace in seen["accuracy_traces"]:
+        if "lines" in trace["mode"] and trace["visible"] is not False and "Pareto" not in trace["name"]:
+            assert trace["line_path"].count("L") >= 1, trace  # at least one segment drawn
+            lines[trace["name"]] = sorted(set(trace["x"]))
+    return lines
+
+
+def test_report_renders_in_chromium(hostile_store, tmp_path):
+    report = write_report(hostile_store.root, tmp_path / "report.html")
+    seen = _open_in_chromium(report, tmp_path)
     assert seen["errors"] == []
     assert (seen["rendered"], seen["divs"]) == (5, 5)
     assert seen["pwned"] == "undefined" and seen["imgs"] == 0
     assert seen["title"] == "Pruning report: demo"
     assert "no data" in seen["heatmap_text"] and "-10.41 pp" in seen["heatmap_text"]
     assert "<script>window.__pwned=1</script>" in seen["legend"]  # shown as text, never run
-    assert screenshot.stat().st_size > 50_000
+    assert seen["screenshot"].stat().st_size > 50_000
+
+
+def test_sweep_report_draws_a_line_per_method_in_chromium(sweep_store, tmp_path):
+    report = write_report(sweep_store.root, tmp_path / "sweep.html")
+    seen = _open_in_chromium(report, tmp_path)
+    assert seen["errors"] == []
+    assert (seen["rendered"], seen["divs"]) == (5, 5)
+    assert _frontier_lines(seen) == {"multi_agent": [1.0, 1.5, 3.0, 5.0], "taylor": [1.0, 1.5, 3.0, 5.0]}
+    assert seen["legend"].split("|")[:2] == ["multi_agent", "taylor"]
+
+
+def _quickstart_argv(out: Path) -> list[str]:
+    argv = [str(Path(sys.executable).with_name("mapruner")), "prune", "--config", "configs/quickstart.yaml",
+            "--output-dir", str(out)]
+    target = (yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text()) or {}).get("target") or {}
+    if not target.get("sweep"):  # the quickstart still searches one target: ask for the sweep
+        argv += ["--target-macs", "0.7,0.5,0.35,0.25"]  # within max_overall_pruning 0.8
+    return argv
+
+
+@pytest.mark.slow
+def test_quickstart_sweep_report_in_chromium(tmp_path):
+    """Issue 21's done-criterion: the quickstart's report.html shows, per method, a line through at
+    least 3 distinct MACs levels."""
+    out = Path(tempfile.mkdtemp(prefix="mr-sweep-", dir="/tmp"))  # Ray's socket paths must stay short
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_") and k != "RAY_ADDRESS"}
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    log = tmp_path / "prune.log"
+    try:
+        with open(log, "w") as handle:  # a file, not a pipe: Ray's processes could hold a pipe open
+            code = subprocess.run(_quickstart_argv(out), cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                  timeout=1800).returncode
+        assert code == 0, log.read_text()[-4000:]
+        report = out / "report.html"
+        assert report.is_file(), sorted(p.name for p in out.iterdir())
+        seen = _open_in_chromium(report, tmp_path)
+        rows = ResultStore(out / "results").read().to_pandas()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    assert seen["errors"] == []
+    assert seen["rendered"] == 5
+    lines = _frontier_lines(seen)
+    assert set(lines) == set(rows.loc[rows["status"] == "ok", "method"]), seen["accuracy_traces"]
+    for method, macs in lines.items():
+        assert len(macs) >= 3, (method, macs)

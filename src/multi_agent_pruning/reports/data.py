@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from multi_agent_pruning.results import add_target_columns
+
 __all__ = ["escape", "escape_block", "prepare_frame", "series_order", "reference_series", "header_facts",
            "macs_scale", "PREFERRED_REFERENCE"]
 
@@ -74,17 +76,11 @@ def _unique(frame: pd.DataFrame, column: str) -> list[str]:
 
 
 def _targets(frame: pd.DataFrame) -> list[str]:
-    out = []
-    keys = frame[["target_kind", "target_value", "target_reduction"]].drop_duplicates()
-    # Rows that failed before a strategy existed carry only the kind; they add nothing.
-    stated = keys[keys["target_value"].notna() | keys["target_reduction"].notna()]
-    keys = stated if len(stated) else keys.drop_duplicates("target_kind")
-    for kind, value, reduction in sorted(keys.itertuples(index=False), key=lambda k: tuple(map(str, k))):
-        parts = [f"remove {reduction:.1%} of {kind}"] if pd.notna(reduction) else []
-        if pd.notna(value):
-            parts.append(f"keep {value:.4g} {kind}")
-        out.append(", ".join(parts) or str(kind))
-    return out
+    """Target labels, easiest first; only the kinds when no row states a target (all failed early)."""
+    labelled = add_target_columns(frame).dropna(subset=["target"]).sort_values("target_order", kind="stable")
+    if len(labelled):
+        return list(dict.fromkeys(labelled["target"]))
+    return _unique(frame, "target_kind")
 
 
 def _versions(frame: pd.DataFrame) -> list[str]:

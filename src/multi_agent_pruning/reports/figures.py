@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
+from plotly.subplots import make_subplots
 
-from multi_agent_pruning.reports.data import escape, escape_block, macs_scale, series_order
-from multi_agent_pruning.results import STATUSES
-from multi_agent_pruning.stats.paper_targets import PAPER_TARGETS, PaperTarget
+from multi_agent_pruning.reports._accuracy import accuracy_vs_macs, pareto_front
+from multi_agent_pruning.reports.data import escape, escape_block, macs_scale, reference_series, series_order
+from multi_agent_pruning.results import STATUSES, add_target_columns
+from multi_agent_pruning.stats.frontier import FrontierReport, analyze_frontier
 from multi_agent_pruning.stats.reproduction import compare_with_papers
 
 __all__ = ["FIGURE_IDS", "build_figures", "pareto_front"]
@@ -22,6 +23,7 @@ _PALETTE = list(qualitative.Plotly) + list(qualitative.D3)
 _STATUS_COLORS = {"ok": "#2ca02c", "failed": "#d62728", "rejected": "#ff7f0e"}
 _STAGES = (("seconds_prune", "prune"), ("seconds_finetune", "fine-tune"), ("seconds_evaluate", "evaluate"))
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+_PANEL_COLUMNS = 3
 
 
 def _none(value: Any) -> Any:
@@ -36,124 +38,52 @@ def _layout(fig: go.Figure, title: str, x_title: str, y_title: str, height: int 
     return fig
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points not beaten by another with fewer-or-equal MACs and higher-or-equal accuracy, by MACs."""
-    front: list[tuple[float, float]] = []
-    for macs, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
-        if not front or accuracy > front[-1][1]:
-            front.append((macs, accuracy))
-    return front
-
-
-def _reasoning(strategy_json: Any) -> str | None:
-    try:
-        data = json.loads(strategy_json)
-    except (TypeError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    text = data.get("reasoning") or data.get("rationale")
-    return None if text is None else str(text)
-
-
-def _point_hover(row: Any, series: str, divisor: float, unit: str) -> str:
-    macs = f"MACs {row.macs / divisor:.4g} {unit}"
-    if pd.notna(row.macs_reduction):
-        macs += f" ({row.macs_reduction:.1%} removed)"
-    lines = [f"<b>{escape(series)}</b>",
-             f"trial {escape(row.trial_id)} (run {int(row.run)}, iteration {int(row.iteration)})", macs]
-    if pd.notna(row.params):
-        lines.append(f"params {int(row.params):,}")
-    top1 = f"top-1 {row.top1_after:.2%}"
-    if pd.notna(row.top1_before):
-        top1 += f" (before fine-tuning {row.top1_before:.2%})"
-    lines.append(top1)
-    if pd.notna(row.importance):
-        lines.append(f"importance: {escape(row.importance)}")
-    lines.append("strategy: " + escape_block(row.strategy_json))
-    reasoning = _reasoning(row.strategy_json)
-    if reasoning:
-        lines.append("reasoning: " + escape_block(reasoning))
-    return "<br>".join(lines)
-
-
-def _anchor(target: PaperTarget, frame: pd.DataFrame) -> float | None:
-    """MACs of a paper target; a speed-up is applied to the measured dense MACs of our rows."""
-    if target.macs is not None:
-        return target.macs
-    rows = frame[frame["model"].isin(target.models) & (frame["dataset"] == target.dataset)]
-    base = rows["base_macs"].dropna()
-    return float(base.median()) / float(target.speedup) if len(base) else None
-
-
-def _paper_trace(frame: pd.DataFrame, divisor: float) -> go.Scatter | None:
-    points = []
-    present = set(zip(frame["model"], frame["dataset"]))
-    for target in PAPER_TARGETS:
-        if not any((model, target.dataset) in present for model in target.models):
-            continue
-        macs = _anchor(target, frame)
-        if macs is not None:
-            hover = (f"<b>{escape(target.paper)}: {escape(target.model)}</b><br>from {escape(target.base_model)}"
-                     f"<br>top-1 {target.top1:.2%} at {macs / divisor:.4g}<br>{escape(target.source.venue)} "
-                     f"{target.source.year}, arXiv {escape(target.source.arxiv_id)}"
-                     f"<br>verified: {'yes' if target.verified else 'no'}<br>{escape_block(target.note)}")
-            points.append((macs / divisor, target.top1 * 100, escape(target.model), hover))
-    if not points:
-        return None
-    x, y, text, hover = zip(*points)
-    return go.Scatter(x=list(x), y=list(y), text=list(text), hovertext=list(hover), hoverinfo="text",
-                      mode="markers+text", textposition="top center", name="paper targets",
-                      marker={"symbol": "star", "size": 14, "color": "black"})
-
-
-def accuracy_vs_macs(frame: pd.DataFrame, order: list[str], colors: dict[str, str]) -> go.Figure:
-    """Top-1 after fine-tuning against MACs, every ok trial, each series' Pareto front, paper anchors."""
-    divisor, unit = macs_scale(frame)
-    fig = go.Figure()
-    ok = frame[(frame["status"] == "ok") & frame["macs"].notna() & frame["top1_after"].notna()]
-    for series in order:
-        part = ok[ok["series"] == series].sort_values(["macs", "trial_id"])
-        if part.empty:
-            continue
-        name, color = escape(series), colors[series]
-        fig.add_trace(go.Scatter(
-            x=(part["macs"] / divisor).tolist(), y=(part["top1_after"] * 100).tolist(), mode="markers",
-            name=name, legendgroup=name, marker={"color": color, "size": 8, "opacity": 0.75},
-            hovertext=[_point_hover(row, series, divisor, unit) for row in part.itertuples(index=False)],
-            hoverinfo="text"))
-        front = pareto_front(list(zip(part["macs"] / divisor, part["top1_after"] * 100)))
-        fig.add_trace(go.Scatter(x=[p[0] for p in front], y=[p[1] for p in front], mode="lines",
-                                 line={"color": color, "shape": "hv", "width": 2}, name=f"{name} Pareto front",
-                                 legendgroup=name, showlegend=False, hoverinfo="skip"))
-    anchors = _paper_trace(frame, divisor)
-    if anchors is not None:
-        fig.add_trace(anchors)
-    return _layout(fig, "Accuracy vs MACs (Pareto front per method)", f"MACs ({unit})".replace(" ()", ""),
-                   "Top-1 after fine-tuning (%)")
+def _convergence_trace(rows: pd.DataFrame, series: str, run: int, color: str, target: str | None,
+                       showlegend: bool) -> go.Scatter:
+    rows = rows.sort_values(["iteration", "finished_at", "trial_id"], na_position="last")
+    accuracy = rows["top1_after"].where(rows["status"] == "ok").astype(float)
+    best = (accuracy.cummax().ffill() * 100).tolist()
+    label = f"{escape(series)} (run {run})"
+    where = "" if target is None else f"<br>{escape(target)}"
+    return go.Scatter(
+        x=list(range(1, len(rows) + 1)), y=[_none(v) for v in best], mode="lines+markers", name=label,
+        legendgroup=escape(series), showlegend=showlegend, line={"color": color, "dash": _DASHES[run % len(_DASHES)]},
+        hovertext=[f"{label}{where}<br>trial {i} ({escape(t)})<br>best so far "
+                   + ("none yet" if _none(v) is None else f"{v:.2f} %")
+                   for i, (t, v) in enumerate(zip(rows["trial_id"], best), start=1)],
+        hoverinfo="text")
 
 
 def convergence(frame: pd.DataFrame, order: list[str], colors: dict[str, str]) -> go.Figure:
-    """Best top-1 so far against the trial index, one line per series and run."""
-    fig = go.Figure()
-    longest = 1
-    for series in order:
-        part = frame[frame["series"] == series]
-        for run, rows in sorted(part.groupby("run"), key=lambda item: int(item[0])):
-            longest = max(longest, len(rows))
-            rows = rows.sort_values(["iteration", "finished_at", "trial_id"], na_position="last")
-            accuracy = rows["top1_after"].where(rows["status"] == "ok").astype(float)
-            best = (accuracy.cummax().ffill() * 100).tolist()
-            fig.add_trace(go.Scatter(
-                x=list(range(1, len(rows) + 1)), y=[_none(v) for v in best], mode="lines+markers",
-                name=f"{escape(series)} (run {int(run)})", legendgroup=escape(series),
-                line={"color": colors[series], "dash": _DASHES[int(run) % len(_DASHES)]},
-                hovertext=[f"{escape(series)}, run {int(run)}<br>trial {i} ({escape(t)})<br>best so far "
-                           + ("none yet" if _none(v) is None else f"{v:.2f} %")
-                           for i, (t, v) in enumerate(zip(rows["trial_id"], best), start=1)],
-                hoverinfo="text"))
+    """Best top-1 so far against the trial index, one line per series and run; with several
+    targets, one panel per target (easiest first) and the index counts that target's trials."""
+    framed = add_target_columns(frame)
+    labelled = framed.dropna(subset=["target"]).sort_values("target_order", kind="stable")
+    targets = list(dict.fromkeys(labelled["target"]))
+    panels = [(None, framed)] if len(targets) <= 1 else [(t, labelled[labelled["target"] == t]) for t in targets]
+    columns = min(len(panels), _PANEL_COLUMNS)
+    n_rows = math.ceil(len(panels) / columns)
+    fig = (go.Figure() if len(panels) == 1 else
+           make_subplots(rows=n_rows, cols=columns, shared_yaxes="all", horizontal_spacing=0.05,
+                         vertical_spacing=0.3 / n_rows, subplot_titles=[escape(t) for t, _ in panels]))
+    longest, shown = 1, set()
+    for index, (target, rows_at) in enumerate(panels):
+        cell = {} if len(panels) == 1 else {"row": index // columns + 1, "col": index % columns + 1}
+        for series in order:
+            for run, rows in sorted(rows_at[rows_at["series"] == series].groupby("run"), key=lambda i: int(i[0])):
+                longest = max(longest, len(rows))
+                key = (series, int(run))
+                fig.add_trace(_convergence_trace(rows, series, int(run), colors[series], target, key not in shown),
+                              **cell)
+                shown.add(key)
     fig.update_xaxes(tick0=1, dtick=max(1, math.ceil(longest / 10)))  # whole trials only
-    return _layout(fig, "Convergence: best top-1 so far", "Trial index within the run", "Best top-1 so far (%)")
+    if len(panels) == 1:
+        return _layout(fig, "Convergence: best top-1 so far", "Trial index within the run", "Best top-1 so far (%)")
+    fig = _layout(fig, "Convergence per target: best top-1 so far", "Trial index within the run and target",
+                  "Best top-1 so far (%)", height=140 + 340 * n_rows)
+    fig.update_yaxes(title_text=None)  # the panels share the y axis: one title, on the first column
+    fig.update_yaxes(title_text="Best top-1 so far (%)", col=1)
+    return fig
 
 
 def _top_error(rows: pd.DataFrame) -> str | None:
@@ -238,14 +168,24 @@ def paper_reproduction(reproduction: dict[str, dict[str, Any]], order: list[str]
                    height=140 + 55 * max(len(labels), 1))
 
 
-def build_figures(frame: pd.DataFrame) -> dict[str, go.Figure]:
-    """Every figure of the report, keyed by :data:`FIGURE_IDS`, from a :func:`prepare_frame` frame."""
+def build_figures(frame: pd.DataFrame, frontier: FrontierReport | None = None) -> dict[str, go.Figure]:
+    """Every figure of the report, keyed by :data:`FIGURE_IDS`, from a :func:`prepare_frame` frame.
+
+    ``frontier`` is :func:`~multi_agent_pruning.stats.frontier.analyze_frontier` of the frame by
+    ``series``; computed here when not given.
+    """
     order = series_order(frame)
     colors = {series: _PALETTE[i % len(_PALETTE)] for i, series in enumerate(order)}
+    if frontier is None:
+        frontier = analyze_frontier(frame, group="series", reference=reference_series(frame))
     # Targets are matched by model and size, so every experiment's trials of a method count together.
     reproduction = compare_with_papers(frame, group="method")
+    unit = macs_scale(frame)[1]
+    accuracy = _layout(accuracy_vs_macs(frame, order, colors, frontier),
+                       "Accuracy vs MACs: best top-1 per target, mean over runs",
+                       f"MACs ({unit})".replace(" ()", ""), "Top-1 after fine-tuning (%)", height=520)
     return {
-        "accuracy-vs-macs": accuracy_vs_macs(frame, order, colors),
+        "accuracy-vs-macs": accuracy,
         "convergence": convergence(frame, order, colors),
         "success-rate": success_rate(frame, order),
         "stage-times": stage_times(frame, order),

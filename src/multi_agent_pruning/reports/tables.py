@@ -1,4 +1,5 @@
-"""HTML tables of the report: statistics, best accuracy per run, failures. Every cell is escaped."""
+"""HTML tables of the report: statistics, best accuracy per run, the frontier of a sweep, failures.
+Every cell is escaped."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pandas as pd
 
 from multi_agent_pruning.reports.data import escape
 from multi_agent_pruning.stats.comparison import StatisticsReport, best_per_run
+from multi_agent_pruning.stats.frontier import FrontierReport
 
-__all__ = ["html_table", "statistics_table", "friedman_text", "best_per_run_table", "failures_table"]
+__all__ = ["html_table", "statistics_table", "friedman_text", "best_per_run_table", "frontier_table",
+           "area_per_run_table", "failures_table"]
 
 _MAX_FAILURE_ROWS = 50
 
@@ -42,9 +45,9 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def statistics_table(report: StatisticsReport, order: Sequence[str] = ()) -> str:
-    """One row per series (in ``order``, then the rest): mean best top-1 with CI, and the paired
-    comparison with the reference."""
+def statistics_table(report: StatisticsReport, order: Sequence[str] = (), quantity: str = "best top-1 %") -> str:
+    """One row per series (in ``order``, then the rest): the mean of ``quantity`` (a fraction, shown
+    in %) with CI, and the paired comparison with the reference."""
     comparisons = {c.method: c for c in report.comparisons}
     rank = {name: i for i, name in enumerate(order)}
     rows = []
@@ -62,7 +65,7 @@ def statistics_table(report: StatisticsReport, order: Sequence[str] = ()) -> str
                     _number(c.rank_biserial), notes or "-"]
         rows.append(row)
     level = f"{report.confidence:.0%}"
-    headers = ["method", "runs", f"mean best top-1 % [{level} CI]", "sd (pp)",
+    headers = ["method", "runs", f"mean {quantity} [{level} CI]", "sd (pp)",
                f"difference vs {report.reference or '-'} (pp) [{level} CI]", "pairs",
                "Wilcoxon p (Holm)", "paired t p (Holm)", "Cohen's d_z", "rank-biserial", "notes"]
     return html_table(headers, rows, "statistics")
@@ -87,6 +90,38 @@ def best_per_run_table(frame: pd.DataFrame, order: Sequence[str]) -> str:
         cells = [lookup.get((series, run)) for run in runs]
         rows.append([series] + ["-" if c is None else f"{c.best * 100:.2f} ({c.trial_id})" for c in cells])
     return html_table(["method"] + [f"run {run}" for run in runs], rows, "best-per-run")
+
+
+def _ordered(names: Sequence[str], order: Sequence[str]) -> list[str]:
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(names, key=lambda name: (rank.get(name, len(rank)), name))
+
+
+def frontier_table(frontier: FrontierReport, order: Sequence[str], divisor: float, unit: str) -> str:
+    """Best top-1 of each (target, series) over runs: targets easiest first, series in ``order``."""
+    rows = []
+    for target in frontier.targets:
+        for series in _ordered(list(frontier.per_target[target]), order):
+            e = frontier.per_target[target][series]
+            rows.append([target, series, e["n_runs"], _pct(e["mean"]),
+                         "-" if e["std"] is None else f"{e['std'] * 100:.2f}",
+                         f"{_pct(e['min'])} to {_pct(e['max'])}",
+                         f"{e['macs'] / divisor:.4g}", f"{e['macs_fraction'] * 100:.1f}"])
+    headers = ["target", "method", "runs", "mean best top-1 %", "sd (pp)", "range over runs (%)",
+               f"mean MACs ({unit})".replace(" ()", ""), "MACs kept (% of dense)"]
+    return html_table(headers, rows, "frontier")
+
+
+def area_per_run_table(frontier: FrontierReport, order: Sequence[str]) -> str:
+    """Frontier area (% of the ideal) of each series in each run, with the targets that run reached."""
+    runs = sorted({run for entry in frontier.areas.values() for run in entry["per_run"]})
+    total = len(frontier.targets)
+    rows = []
+    for series in _ordered(list(frontier.areas), order):
+        entry = frontier.areas[series]
+        rows.append([series] + [f"{entry['per_run'][run] * 100:.2f} ({entry['targets_reached'][run]}/{total} "
+                                f"targets)" if run in entry["per_run"] else "-" for run in runs])
+    return html_table(["method"] + [f"run {run}" for run in runs], rows, "area-per-run")
 
 
 def failures_table(frame: pd.DataFrame) -> str:
