@@ -16,7 +16,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 # cluster that requires a fresh token per run, docs/reliability.md).
 test test-slow test-reliability: export RAY_AUTH_MODE := disabled
 
-.PHONY: venv run test test-slow test-reliability bench bench-full bench-engine bench-overhead clean
+.PHONY: venv run test test-slow test-reliability bench bench-full bench-frontier bench-engine bench-overhead clean
 
 venv: $(STAMP)
 
@@ -49,6 +49,11 @@ bench: $(STAMP)
 
 bench-full: $(STAMP)
 	$(BIN)/python benchmarks/search_quality.py
+
+# The accuracy-MACs frontier (issue 21): 4 settings x 6 methods x 16 trials x 3 seeds over 4
+# targets, and multi_agent's joint sweep against one search per target; long (see benchmarks/README.md).
+bench-frontier: $(STAMP)
+	$(BIN)/python benchmarks/frontier.py
 
 bench-engine: $(STAMP)
 	$(BIN)/python benchmarks/prune_engine.py

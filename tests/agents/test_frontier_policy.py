@@ -34,7 +34,7 @@ def test_widths_are_the_share_of_the_area_each_target_controls():
     assert FrontierPolicy.widths(budgets, DENSE) == pytest.approx([0.5, 0.3])
 
 
-def test_every_target_gets_a_trial_first_then_the_uncertain_ones_get_more():
+def test_every_target_gets_two_trials_first_then_the_uncertain_ones_get_more():
     policy = FrontierPolicy(BuiltinPolicy(seed=0))
     # Nothing tried: one slot each, widest first when the batch is short.
     assert policy.allocate(BASES, [], [], 4, DENSE) == [1, 1, 1, 1]
@@ -49,9 +49,12 @@ def test_every_target_gets_a_trial_first_then_the_uncertain_ones_get_more():
                _at(BASES[3], 0.40, learning_rate=1e-3), _at(BASES[3], 0.80, learning_rate=2e-3)]
     slots = policy.allocate(BASES, history, [], 6, DENSE)
     assert sum(slots) == 6 and slots[0] == 0 and slots[1] == 0
-    # weights: 0.2 * min(0.1414 / sqrt 2, 0.10) = 0.0200 and 0.1 * min(0.2828 / sqrt 2, 0.20) = 0.0200;
-    # D'Hondt over equal weights alternates, the easier first on a tie.
+    # gains: 0.2 * 0.1414 * (e(3) - e(2)) = 0.1 * 0.2828 * (e(3) - e(2)): equal, so the two alternate,
+    # the easier first on a tie, each falling as its trials add up.
     assert slots == [0, 0, 3, 3]
+    # Every target gets two trials before the spreads decide.
+    one_each = [_at(b, 0.9, learning_rate=1e-3) for b in BASES]
+    assert policy.allocate(BASES, one_each, [], 4, DENSE) == [1, 1, 1, 1]
     # Failed trials count as trials: a target where everything failed is not retried for ever.
     failed = [_at(BASES[3], None, learning_rate=lr) for lr in (1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3, 7e-3, 8e-3)]
     assert policy.allocate(BASES, history[:6] + failed, [], 4, DENSE)[3] == 0

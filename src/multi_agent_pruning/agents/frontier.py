@@ -3,21 +3,24 @@
 A sweep (``target.sweep``) is searched as one problem, not as separate searches side by side.
 Each batch is built in two steps (docs/agents.md, "Searching a frontier"):
 
-1. **Where to spend** (:meth:`FrontierPolicy.allocate`). A target with no trial yet (scored,
-   failed or still running) gets a slot first, widest first. Every other slot goes, one at a
-   time, to the target with the largest ``width * min(spread / sqrt(n), 1 - best) / (1 + slots given)``:
+1. **Where to spend** (:meth:`FrontierPolicy.allocate`). First every target gets two trials
+   (scored, failed or still running; fewest first, widest first), so that each target's own
+   spread is measured. Every other slot goes, one at a time, to the target where one more trial
+   is expected to raise the frontier's area most: ``width * min(spread * (e(n + 1) - e(n)),
+   1 - best)``, recomputed after each slot:
 
    - ``width`` is the share of the frontier's area the target's accuracy controls: the MACs kept
      at the next easier target minus those kept here (the dense model's 100 % for the easiest).
      Raising the best top-1 of a target by ``d`` raises the frontier area by ``width * d``
      (stats/frontier.py).
-   - ``spread`` is how uncertain the best of that target still is: the standard deviation of its
-     scores (a target where every strategy lands within a point of the others has little left to
-     find; one where they range widely has), or, with fewer than two scores, the median spread of
-     the other targets (0.05 before any target has two).
-   - ``n`` counts the trials the target already has (scored, failed and running): the spread of
-     the best shrinks like ``1 / sqrt(n)``; and the gain ``spread / sqrt(n)`` is capped by what is
-     left to gain, ``1 - best`` (no accuracy above 100 %).
+   - ``spread`` is the standard deviation of the target's scores: a target where every strategy
+     lands within a point of the others has little left to find; one where they range widely
+     has. (The largest measured spread stands in for a target with fewer than two scores, 0.05
+     before any target has two.)
+   - ``e(n)`` is the expected maximum of ``n`` standard normal draws, so ``spread * (e(n + 1) -
+     e(n))`` is what one more trial adds to the best of the ``n`` the target has (trials
+     scored, failed and running): it falls fast, and a target where everything fails is not
+     retried for ever. ``1 - best`` caps it (no accuracy above 100 %).
 
    So easy targets, where every strategy keeps the dense accuracy, get few trials, and the
    budget goes where strategies differ and the frontier can still move.
@@ -47,8 +50,15 @@ from multi_agent_pruning.core.strategy import Strategy
 
 __all__ = ["FrontierPolicy", "retarget", "same_target", "target_tuple"]
 
+
+def _expected_max(n: int) -> float:
+    """Expected maximum of ``n`` standard normal draws (Blom: ``Phi^-1((n - 0.375) / (n + 0.25))``)."""
+    return statistics.NormalDist().inv_cdf((n - 0.375) / (n + 0.25)) if n >= 1 else 0.0
+
 #: Spread assumed for a target's scores before any target has two.
 PRIOR_SPREAD = 0.05
+#: Trials every target gets before the spreads decide (two measure a target's own spread).
+MIN_TRIALS = 2
 #: Recipes taken from each other target as transfer candidates (its best ones).
 _TRANSFER_PER_SOURCE = 2
 
@@ -108,25 +118,35 @@ class FrontierPolicy:
         counts = [sum(same_target(o.strategy, b) for o in history) + sum(same_target(s, b) for s in pending)
                   for b in bases]
         spreads = [statistics.stdev(s) for s in scores if len(s) >= 2]
-        prior = statistics.median(spreads) if spreads else PRIOR_SPREAD
+        prior = max(spreads) if spreads else PRIOR_SPREAD
         widths = self.widths(bases, dense)
         slots = [0] * len(bases)
-        left = batch_size
-        new = sorted((i for i, n in enumerate(counts) if n == 0), key=lambda i: (-widths[i], i))
-        for index in new[:left]:
-            slots[index] += 1
-        left -= min(left, len(new))
-        weights = []
-        for index, base in enumerate(bases):
-            spread = statistics.stdev(scores[index]) if len(scores[index]) >= 2 else prior
-            gain = spread / math.sqrt(max(1, counts[index] + slots[index]))
-            if scores[index]:  # no accuracy above 100 %
-                gain = min(gain, 1.0 - max(scores[index]))
-            weights.append(widths[index] * max(gain, 1e-4))
-        for _ in range(left):
-            index = max(range(len(bases)), key=lambda i: (weights[i] / (1 + slots[i]), -i))
+        for _ in range(batch_size):
+            # First every target gets MIN_TRIALS trials (fewest first, widest first): its own spread
+            # is then measured, not borrowed from targets that may be far easier.
+            short = [i for i in range(len(bases)) if counts[i] + slots[i] < MIN_TRIALS]
+            if short:
+                index = min(short, key=lambda i: (counts[i] + slots[i], -widths[i], i))
+            else:
+                index = max(range(len(bases)), key=lambda i: (self._gain(widths[i], scores[i], prior,
+                                                                         counts[i] + slots[i]), -i))
             slots[index] += 1
         return slots
+
+    @staticmethod
+    def _gain(width: float, scores: Sequence[float], prior: float, trials: int) -> float:
+        """Expected rise of the frontier area from one more trial at a target that has ``trials``.
+
+        The best of ``n`` draws from a normal with the target's spread ``s`` lies ``s * e(n)`` above
+        the mean (``e``: expected maximum of ``n`` standard normals, Blom's approximation), so one
+        more trial adds ``s * (e(n + 1) - e(n))`` to the best, and ``width`` times that to the area;
+        capped by ``1 - best`` (no accuracy above 100 %).
+        """
+        spread = statistics.stdev(scores) if len(scores) >= 2 else prior
+        gain = spread * (_expected_max(trials + 1) - _expected_max(trials))
+        if scores:
+            gain = min(gain, 1.0 - max(scores))
+        return width * max(gain, 1e-6)
 
     # -- what to propose -----------------------------------------------------------------------------
     def transfers(self, index: int, bases: Sequence[Strategy], history: Sequence[Observation],
