@@ -167,3 +167,19 @@ def test_analysis_accepts_any_target_of_the_sweep_and_rejects_others(profile):
     single = AnalysisAgent().check([BASES[0], BASES[1]], profile, target=targets[1])
     assert [s.target_reduction for s in single.approved] == [0.5]
     assert "differs from the experiment's target {" in single.rejected[0]["reasons"][0]
+
+
+def test_each_target_keeps_exploring_the_templates_on_its_own_schedule():
+    """The sweep's round count runs ahead of each target's: the templates a target has not tried
+    still come before mutations, as in a search of that target alone (BENCHMARKS.md, run 2)."""
+    assert [FrontierPolicy.local_round(n, 2, 4) for n in (0, 1, 2, 3, 4, 6)] == [0, 0, 1, 1, 2, 3]
+    assert FrontierPolicy.local_round(8, 16, 4) == 2  # four a round when the batch allows
+    templates = BuiltinPolicy(seed=0).propose(KINDS, BASES[0], [], 4, 0)
+    history = [Observation(t.replace(target_reduction=b.target_reduction), 0.9 - 0.01 * i)
+               for b in BASES for i, t in enumerate(templates[:2])]
+    batch = FrontierPolicy(BuiltinPolicy(seed=0)).propose(KINDS, BASES, history, [], 4, 6, dense=DENSE,
+                                                          slots=[1, 1, 1, 1])
+    third = templates[2]  # per-layer L2, not yet tried anywhere
+    assert all((s.importance, s.global_pruning, s.learning_rate) == (third.importance, third.global_pruning,
+                                                                     third.learning_rate) for s in batch)
+    assert [s.target_reduction for s in batch] == [0.3, 0.5, 0.7, 0.8]

@@ -31,9 +31,10 @@ Each batch is built in two steps (docs/agents.md, "Searching a frontier"):
    start at 30 % and at 70 %, and a new best anywhere is tried at its neighbours in the next
    batch. A target whose best is beaten by a harder target's best (the frontier must fall as
    MACs fall) gets that recipe first. The other slots come from the single-target policy
-   (:class:`~multi_agent_pruning.agents.policy.BuiltinPolicy`) run on that target's own history:
-   its templates while the target is new, then mutations of its elites and the learning-rate
-   line search.
+   (:class:`~multi_agent_pruning.agents.policy.BuiltinPolicy`) run on that target's own history
+   and its own round (:meth:`FrontierPolicy.local_round`: as if the target were searched alone
+   with its share of the batch): its templates while the target is new, then mutations of its
+   elites and the learning-rate line search.
 
 The allocation and the transfers are deterministic given the history; the policy's random
 generator is the one of the single-target policy, so a seed gives the same search.
@@ -181,6 +182,14 @@ class FrontierPolicy:
                 out.append(candidate)
         return out
 
+    @staticmethod
+    def local_round(trials: int, batch_size: int, targets: int) -> int:
+        """The round a target would be in if it were searched alone with its share of the batch
+        (at least two a round), after ``trials`` trials there: the single-target policy's
+        schedule (templates, then the learning-rate probe, then mutations in a shrinking trust
+        region) follows each target's own progress, not the sweep's round count."""
+        return trials // max(2, -(-batch_size // targets))
+
     def propose(self, kinds: Mapping[str, Mapping[str, float]], bases: Sequence[Strategy],
                 history: Sequence[Observation], pending: Sequence[Strategy], batch_size: int, iteration: int, *,
                 dense: Mapping[str, float], has_attention: bool = False,
@@ -189,7 +198,8 @@ class FrontierPolicy:
 
         ``history`` holds the scored and failed strategies of every target; ``pending`` the
         strategies still running (and any already proposed in this batch). ``slots`` overrides
-        :meth:`allocate` (the LLM path fills part of a batch first).
+        :meth:`allocate` (the LLM path fills part of a batch first). ``iteration`` is the sweep's
+        round; it is not used for a target's schedule, which follows :meth:`local_round`.
         """
         slots = list(slots) if slots is not None else self.allocate(bases, history, pending, batch_size, dense)
         seen = {o.strategy.key() for o in history} | {s.key() for s in pending}
@@ -206,7 +216,8 @@ class FrontierPolicy:
             if len(mine) < want:
                 local = [o for o in history if same_target(o.strategy, base)]
                 local += [Observation(s, None) for s in [*pending, *batch, *mine] if same_target(s, base)]
-                for strategy in self.policy.propose(kinds, base, local, want - len(mine), iteration,
+                rounds = self.local_round(len(local), batch_size, len(bases))
+                for strategy in self.policy.propose(kinds, base, local, want - len(mine), rounds,
                                                     has_attention=has_attention):
                     if strategy.key() not in seen:
                         seen.add(strategy.key())
