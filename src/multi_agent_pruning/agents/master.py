@@ -228,10 +228,11 @@ class MasterAgent(BaseAgent):
         dense = {"macs": profile.base_macs, "params": profile.base_params}
         has_attention = any(g.num_heads for g in profile.groups)
         slots = frontier_policy.allocate(bases, history, pending, batch_size, dense)
+        planned = list(slots)  # ``slots`` is drawn down as the LLM fills its share
+        summary = _frontier_summary(bases, history, pending)
         strategies: list[Strategy] = []
         source, llm_info = "builtin", {"used": False}
         if self.llm_client is not None:
-            summary = _frontier_summary(bases, history, pending)
             infos, from_llm = [], 0
             for index, base in enumerate(bases):
                 if slots[index] <= 0:
@@ -251,8 +252,6 @@ class MasterAgent(BaseAgent):
         if any(slots):
             strategies += frontier_policy.propose(kinds, bases, history, [*pending, *strategies], sum(slots), iteration,
                                                   dense=dense, has_attention=has_attention, slots=slots)
-        planned = frontier_policy.allocate(bases, history, pending, batch_size, dense)
-        summary = _frontier_summary(bases, history, pending)
         for index, base in enumerate(bases):
             summary[index]["proposed"] = sum(same_target(s, base) for s in strategies)
             summary[index]["planned"] = planned[index]
