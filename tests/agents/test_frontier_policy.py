@@ -82,13 +82,13 @@ def test_a_good_recipe_is_tried_at_the_other_targets_nearest_first():
 def test_a_frontier_batch_is_new_spread_over_the_targets_and_reproducible():
     history = [_at(b, 0.9 - 0.1 * i, importance="l1", global_pruning=True, kd_weight=0.5, learning_rate=5e-3)
                for i, b in enumerate(BASES)]
-    first = FrontierPolicy(BuiltinPolicy(seed=3)).propose(KINDS, BASES, [], [], 4, 0, dense=DENSE)
+    first = FrontierPolicy(BuiltinPolicy(seed=3)).propose(KINDS, BASES, [], [], 4, dense=DENSE)
     assert [s.target_reduction for s in first] == [0.3, 0.5, 0.7, 0.8]
     assert len({s.key() for s in first}) == 4
     # The first batch starts each target at the policy's first template.
     assert {(s.importance, s.global_pruning, s.learning_rate) for s in first} == {("l1", True, 5e-3)}
-    batch = FrontierPolicy(BuiltinPolicy(seed=3)).propose(KINDS, BASES, history, [], 8, 1, dense=DENSE)
-    again = FrontierPolicy(BuiltinPolicy(seed=3)).propose(KINDS, BASES, history, [], 8, 1, dense=DENSE)
+    batch = FrontierPolicy(BuiltinPolicy(seed=3)).propose(KINDS, BASES, history, [], 8, dense=DENSE)
+    again = FrontierPolicy(BuiltinPolicy(seed=3)).propose(KINDS, BASES, history, [], 8, dense=DENSE)
     assert [s.key() for s in batch] == [s.key() for s in again]
     assert len(batch) == 8 and len({s.key() for s in batch}) == 8
     assert not {s.key() for s in batch} & {o.strategy.key() for o in history}
@@ -177,7 +177,7 @@ def test_each_target_keeps_exploring_the_templates_on_its_own_schedule():
     templates = BuiltinPolicy(seed=0).propose(KINDS, BASES[0], [], 4, 0)
     history = [Observation(t.replace(target_reduction=b.target_reduction), 0.9 - 0.01 * i)
                for b in BASES for i, t in enumerate(templates[:2])]
-    batch = FrontierPolicy(BuiltinPolicy(seed=0)).propose(KINDS, BASES, history, [], 4, 6, dense=DENSE,
+    batch = FrontierPolicy(BuiltinPolicy(seed=0)).propose(KINDS, BASES, history, [], 4, dense=DENSE,
                                                           slots=[1, 1, 1, 1])
     third = templates[2]  # per-layer L2, not yet tried anywhere
     assert all((s.importance, s.global_pruning, s.learning_rate) == (third.importance, third.global_pruning,

@@ -191,15 +191,15 @@ class FrontierPolicy:
         return trials // max(2, -(-batch_size // targets))
 
     def propose(self, kinds: Mapping[str, Mapping[str, float]], bases: Sequence[Strategy],
-                history: Sequence[Observation], pending: Sequence[Strategy], batch_size: int, iteration: int, *,
+                history: Sequence[Observation], pending: Sequence[Strategy], batch_size: int, *,
                 dense: Mapping[str, float], has_attention: bool = False,
                 slots: Sequence[int] | None = None) -> list[Strategy]:
         """``batch_size`` new strategies spread over the targets of ``bases``.
 
         ``history`` holds the scored and failed strategies of every target; ``pending`` the
         strategies still running (and any already proposed in this batch). ``slots`` overrides
-        :meth:`allocate` (the LLM path fills part of a batch first). ``iteration`` is the sweep's
-        round; it is not used for a target's schedule, which follows :meth:`local_round`.
+        :meth:`allocate` (the LLM path fills part of a batch first). Each target's schedule follows
+        its own progress (:meth:`local_round`), not the sweep's round count.
         """
         slots = list(slots) if slots is not None else self.allocate(bases, history, pending, batch_size, dense)
         seen = {o.strategy.key() for o in history} | {s.key() for s in pending}

@@ -17,6 +17,7 @@ from multi_agent_pruning.core.profile import Profile
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.data import DatasetInfo
 from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, suggest_names
+from multi_agent_pruning.results import strategy_target
 
 __all__ = ["MasterAgent", "Proposal", "history_observations", "llm_token_columns", "llm_token_shares", "strategy_view"]
 
@@ -250,7 +251,7 @@ class MasterAgent(BaseAgent):
             self.logger.info("no LLM configured: the master uses its built-in search policy")
             self._said_no_llm = True
         if any(slots):
-            strategies += frontier_policy.propose(kinds, bases, history, [*pending, *strategies], sum(slots), iteration,
+            strategies += frontier_policy.propose(kinds, bases, history, [*pending, *strategies], sum(slots),
                                                   dense=dense, has_attention=has_attention, slots=slots)
         for index, base in enumerate(bases):
             summary[index]["proposed"] = sum(same_target(s, base) for s in strategies)
@@ -376,11 +377,7 @@ def _base_strategies(input_data: Mapping[str, Any]) -> list[Strategy]:
         bases = [Strategy(target_reduction=float(r)) for r in ratio]
     else:
         return [_base_strategy(input_data)]
-    return sorted(bases, key=_target_order)
-
-
-def _target_order(strategy: Strategy) -> float:
-    return strategy.target_reduction if strategy.target_reduction is not None else -float(strategy.target_budget)
+    return sorted(bases, key=lambda strategy: strategy_target(strategy).order)
 
 
 def _frontier_summary(bases: Sequence[Strategy], history: Sequence[Observation],

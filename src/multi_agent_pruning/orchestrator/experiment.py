@@ -25,7 +25,7 @@ from multi_agent_pruning.orchestrator.prepare import (
 from multi_agent_pruning.orchestrator.ray_runtime import init_ray
 from multi_agent_pruning.orchestrator.tune_run import run_search, saved_trial_id
 from multi_agent_pruning.reports import write_report
-from multi_agent_pruning.results import ResultStore, TargetKey, TrialResult, row_target
+from multi_agent_pruning.results import ResultStore, TrialResult, point_target, row_target
 from multi_agent_pruning.search.interrupt import SearchInterrupted, handle_stop_signals, raise_if_interrupted
 from multi_agent_pruning.utils.atomic import atomic_write_json
 
@@ -134,7 +134,7 @@ def frontier_entries(cfg: ExperimentConfig, paths: ExperimentPaths, rows: list[T
     """One entry per target of the sweep, easiest first: its best model and what it measured."""
     entries = []
     for point in cfg.target.points():
-        key = TargetKey(point.kind, point.reduction, point.budget)
+        key = point_target(point)
         mine = [r for r in rows if row_target(r) == key]
         best = _best(mine)
         model_dir = paths.best_models / key.slug

@@ -4,7 +4,8 @@ See ``docs/results-schema.md`` for every column and the versioning rule.
 """
 
 from multi_agent_pruning.results.schema import RESULT_SCHEMA, SCHEMA_VERSION, STATUSES, schema_markdown
-from multi_agent_pruning.results.targets import TargetKey, add_target_columns, row_target, target_key
+from multi_agent_pruning.results.targets import (TargetKey, add_target_columns, point_target, row_target,
+                                                strategy_target, target_key)
 from multi_agent_pruning.results.store import ReadReport, ResultStore, SkippedFile
 from multi_agent_pruning.results.trial import TrialResult, current_versions, strategy_columns
 from multi_agent_pruning.results.upgrade import register_upgrade, upgrade_table
@@ -24,6 +25,8 @@ __all__ = [
     "schema_markdown",
     "TargetKey",
     "add_target_columns",
+    "point_target",
     "row_target",
+    "strategy_target",
     "target_key",
 ]

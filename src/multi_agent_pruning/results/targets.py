@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TargetKey", "add_target_columns", "row_target", "target_key"]
+__all__ = ["TargetKey", "add_target_columns", "point_target", "row_target", "strategy_target", "target_key"]
 
 _UNITS = {"macs": "MACs", "params": "params"}
 
@@ -67,6 +67,20 @@ def target_key(kind: Any, reduction: Any, value: Any) -> TargetKey | None:
     if _present(value):
         return TargetKey(str(kind), None, float(value))
     return None
+
+
+def point_target(point: Any) -> TargetKey:
+    """The target of one point of a sweep (``TargetConfig.points()``: ``kind``, ``reduction``,
+    ``budget``), keyed exactly as the rows searched at it."""
+    key = target_key(point.kind, point.reduction, point.budget)
+    if key is None:
+        raise ValueError(f"a target point needs a kind and a reduction or a budget, got {point!r}")
+    return key
+
+
+def strategy_target(strategy: Any) -> TargetKey | None:
+    """The target of a ``Strategy`` (``target_kind``, ``target_reduction``, ``target_budget``)."""
+    return target_key(strategy.target_kind, strategy.target_reduction, strategy.target_budget)
 
 
 def row_target(row: Any) -> TargetKey | None:
