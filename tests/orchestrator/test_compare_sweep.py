@@ -157,6 +157,9 @@ def test_a_sweep_comparison_splits_every_budget_and_reports_each_frontier(local_
                 JournalFileBackend(str(out / "optuna" / f"{method}-{key.slug}-run0.journal"))))
             assert len(study.trials) == 2
             assert (out / "tune" / f"{method}-{key.slug}-run0").is_dir()
+    # The dense model's top-1 is measured once and carried by every row of every method.
+    (dense,) = {r.base_top1 for r in rows}
+    assert dense is not None and 0.5 < dense <= 1.0
     assert sorted(r.trial_id for r in rows if r.method == custom_method) == [
         f"{custom_method}-macs-remove-30pct-run0", f"{custom_method}-macs-remove-50pct-run0"]
 

@@ -8,7 +8,9 @@ import pytest
 
 from multi_agent_pruning.exceptions import ConfigurationError
 from multi_agent_pruning.orchestrator.experiment import run_experiment
+from multi_agent_pruning.orchestrator.prepare import build_context
 from multi_agent_pruning.results import ResultStore, TargetKey, row_target
+from multi_agent_pruning.search.trial import evaluate_dense
 
 SWEEP = "target.sweep=[0.3, 0.5, 0.7]"
 
@@ -24,6 +26,9 @@ def test_a_sweep_searches_every_target_in_one_run(local_ray, fast_config, tmp_pa
     assert all(by_target[k] for k in keys)  # every target got a trial
     assert all(abs(r.macs_reduction - row_target(r).reduction) < 0.02 for r in rows)
     assert len(list((out / "tune").glob("*/"))) == 1  # one Tune run
+    # Every row carries the dense model's top-1, measured as evaluate_dense measures it here.
+    dense = evaluate_dense(build_context(cfg, method="multi_agent", run=0))
+    assert 0.5 < dense <= 1.0 and {r.base_top1 for r in rows} == {dense}
     frontier = summary["frontier"]
     assert [e["target"] for e in frontier] == ["remove 30% of MACs", "remove 50% of MACs", "remove 70% of MACs"]
     for entry, key in zip(frontier, keys):

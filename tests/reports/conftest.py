@@ -99,6 +99,7 @@ def clean_rows_factory():
 #   85 %               80 @ 1.5, 78 @ 1.5        79.0 / 1.41421     1.5 M       70 @ 1.5, 66 @ 1.5    68.0 / 2.82843
 #   90 %               70 @ 1.0, 74 @ 1.0        72.0 / 2.82843     1.0 M       -, 50 @ 1.0           50.0 / -
 SWEEP_BASE_MACS = 10e6
+SWEEP_DENSE_TOP1 = 0.97  # the dense model's top-1, on every row (base_top1)
 SWEEP_TRIALS = {
     # (method, run): {reduction: [(top1, macs in M), ...] in finishing order}
     ("multi_agent", 0): {0.5: [(0.88, 4.9), (0.90, 5.0)], 0.7: [(0.85, 3.0), (0.86, 2.9)], 0.85: [(0.80, 1.5)],
@@ -117,7 +118,8 @@ def _sweep_ok(method, run, index, reduction, top1, macs_m, iteration):
         experiment="sweep", run=run, method=method, model="compact_cnn", dataset="digits", seed=run,
         trial_id=f"{method}-{run}-{index:02d}", iteration=iteration, strategy_json=json.dumps(strategy),
         importance="taylor", target_kind="macs", target_reduction=reduction, base_macs=SWEEP_BASE_MACS,
-        base_params=50_000, macs=macs, params=int(macs / 100), macs_reduction=1 - macs / SWEEP_BASE_MACS,
+        base_params=50_000, base_top1=SWEEP_DENSE_TOP1, macs=macs, params=int(macs / 100),
+        macs_reduction=1 - macs / SWEEP_BASE_MACS,
         top1_before=top1 / 2, top1_after=top1, seconds_total=3.0, seconds_prune=1.0, seconds_finetune=1.5,
         seconds_evaluate=0.5, status="ok", started_at=START, finished_at=START + dt.timedelta(minutes=index))
 

@@ -191,6 +191,8 @@ def test_sweep_report_draws_a_line_per_method_in_chromium(sweep_store, tmp_path)
     assert (seen["rendered"], seen["divs"]) == (5, 5)
     assert _frontier_lines(seen) == {"multi_agent": [1.0, 1.5, 3.0, 5.0], "taylor": [1.0, 1.5, 3.0, 5.0]}
     assert seen["legend"].split("|")[:2] == ["multi_agent", "taylor"]
+    (dense,) = [t for t in seen["accuracy_traces"] if t["name"] == "dense compact_cnn"]
+    assert dense["x"] == [10.0]  # the dense model drawn as a point at its MACs (10 M)
 
 
 def _quickstart_argv(out: Path) -> list[str]:
@@ -227,3 +229,6 @@ def test_quickstart_sweep_report_in_chromium(tmp_path):
     assert set(lines) == set(rows.loc[rows["status"] == "ok", "method"]), seen["accuracy_traces"]
     for method, macs in lines.items():
         assert len(macs) >= 3, (method, macs)
+    dense = [t for t in seen["accuracy_traces"] if t["name"].startswith("dense ")]
+    assert len(dense) == 1 and len(dense[0]["x"]) == 1, seen["accuracy_traces"]  # the dense model, a point
+    assert rows["base_top1"].notna().all() and rows["base_top1"].nunique() == 1

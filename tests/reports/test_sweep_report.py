@@ -48,7 +48,8 @@ def page(sweep_table):
 
 def test_a_line_per_method_through_the_mean_best_per_target(figures):
     fig = figures["accuracy-vs-macs"]
-    assert [t.name for t in fig.data] == ["multi_agent trials", "multi_agent", "taylor trials", "taylor"]
+    assert [t.name for t in fig.data] == ["multi_agent trials", "multi_agent", "taylor trials", "taylor",
+                                          "dense compact_cnn"]
     ours, taylor = fig.data[1], fig.data[3]
     assert "lines" in ours.mode and "lines" in taylor.mode
     # Easiest target first; x is the mean MACs (M) of the best trials: (2.9 + 3.1) / 2 at 70 %.
@@ -68,16 +69,19 @@ def test_a_line_per_method_through_the_mean_best_per_target(figures):
     assert "1 run, no spread<br>run 1: 50.00%" in taylor.hovertext[3]
 
 
-def test_every_trial_is_a_faint_point_and_the_dense_model_a_marker(figures):
+def test_every_trial_is_a_faint_point_and_the_dense_model_a_point(figures):
     fig = figures["accuracy-vs-macs"]
     trials = fig.data[0]
     assert sorted(trials.x) == pytest.approx([1.0, 1.0, 1.5, 1.5, 2.9, 3.0, 3.1, 4.9, 5.0, 5.0])
     assert sorted(trials.y) == pytest.approx([70, 74, 78, 80, 84, 85, 86, 88, 90, 92])
     assert trials.mode == "markers" and trials.marker.opacity < 0.5
     assert not any("Pareto" in t.name for t in fig.data)  # the per-target line replaces it in a sweep
-    (dense,) = fig.layout.shapes
-    assert (dense.type, dense.x0, dense.x1) == ("line", 10.0, 10.0)
-    assert [a.text for a in fig.layout.annotations] == ["dense compact_cnn: 10 M"]
+    # The rows carry the dense model's top-1 (base_top1 = 0.97): a point at (10 M, 97 %), no line.
+    dense = fig.data[-1]
+    assert (list(dense.x), list(dense.y)) == (pytest.approx([10.0]), pytest.approx([97.0]))
+    assert dense.mode == "markers+text" and dense.marker.symbol == "square"
+    assert "97.00% on the evaluation set" in dense.hovertext[0]
+    assert not fig.layout.shapes and not fig.layout.annotations
     assert fig.layout.xaxis.title.text == "MACs (M)"
 
 

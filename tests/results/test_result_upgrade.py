@@ -1,4 +1,5 @@
-"""Schema upgrades: a fabricated version-0 table (a renamed and two missing columns) read as version 1."""
+"""Schema upgrades: a fabricated version-0 table (a renamed and two missing columns) and a real
+version-1 table (no ``base_top1``) read as the current version."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from multi_agent_pruning.exceptions import MultiAgentPruningError, ResultStoreError
-from multi_agent_pruning.results import RESULT_SCHEMA, ResultStore, register_upgrade, upgrade_table
+from multi_agent_pruning.results import RESULT_SCHEMA, SCHEMA_VERSION, ResultStore, register_upgrade, upgrade_table
 from multi_agent_pruning.results.upgrade import UPGRADES, add_null_columns, rename_columns
 
 _DROPPED = ("llm_prompt_tokens", "llm_completion_tokens")
@@ -39,7 +40,7 @@ def test_version_zero_table_upgrades_with_nulls(upgrade_zero, make_ok, make_fail
     assert "llm_prompt_tokens" not in old.column_names and "final_top1" in old.column_names
     new = upgrade_table(old)
     assert new.schema.equals(RESULT_SCHEMA, check_metadata=True)
-    assert new.column("schema_version").to_pylist() == [1, 1]
+    assert new.column("schema_version").to_pylist() == [SCHEMA_VERSION] * 2
     assert new.column("llm_prompt_tokens").to_pylist() == [None, None]
     assert new.column("llm_completion_tokens").null_count == 2
     assert new.column("top1_after").to_pylist() == [0.93, None]
@@ -61,7 +62,7 @@ def test_mixed_versions_in_one_table_are_upgraded_per_version(make_ok):
         UPGRADES.remove("0")
     by_id = {r["trial_id"]: r for r in new.to_pylist()}
     assert by_id["new"]["latency_ms"] == 4.0 and by_id["old"]["latency_ms"] == pytest.approx(4.0)
-    assert new.column("schema_version").to_pylist() == [1, 1]
+    assert new.column("schema_version").to_pylist() == [SCHEMA_VERSION] * 2
 
 
 def test_store_reads_old_files_next_to_current_ones(tmp_path, upgrade_zero, make_ok):
@@ -88,15 +89,33 @@ def test_missing_upgrade_step_skips_the_old_file_with_reason(tmp_path, make_ok):
 
 def test_newer_and_unversioned_tables_are_refused(make_ok):
     table = pa.Table.from_pylist([make_ok().to_row()], schema=RESULT_SCHEMA)
-    newer = table.set_column(table.column_names.index("schema_version"), "schema_version", pa.array([2]))
-    with pytest.raises(ResultStoreError, match="schema version 2, newer than this package's 1"):
+    newer = table.set_column(table.column_names.index("schema_version"), "schema_version", pa.array([SCHEMA_VERSION + 1]))
+    with pytest.raises(ResultStoreError, match=f"schema version {SCHEMA_VERSION + 1}, newer than this package's {SCHEMA_VERSION}"):
         upgrade_table(newer)
     with pytest.raises(ResultStoreError, match="no 'schema_version' column"):
         upgrade_table(table.drop_columns(["schema_version"]))
-    with pytest.raises(ResultStoreError, match="lacks column\\(s\\) of schema version 1: host"):
+    with pytest.raises(ResultStoreError, match=f"lacks column\\(s\\) of schema version {SCHEMA_VERSION}: host"):
         upgrade_table(table.drop_columns(["host"]))
 
 
 def test_an_upgrade_step_can_only_be_registered_once(upgrade_zero):
     with pytest.raises(MultiAgentPruningError, match="schema upgrade '0' is already registered"):
         register_upgrade(0)(lambda table: table)
+
+
+def test_version_one_rows_upgrade_without_a_dense_accuracy(tmp_path, make_ok):
+    """Version 2 added ``base_top1``: a version-1 file (written before it) still loads, with the
+    column null (never a made-up value), next to current rows that have it."""
+    assert SCHEMA_VERSION == 2
+    old = pa.Table.from_pylist([make_ok(trial_id="v1").to_row()], schema=RESULT_SCHEMA).drop_columns(["base_top1"])
+    old = old.set_column(old.column_names.index("schema_version"), "schema_version", pa.array([1]))
+    new = upgrade_table(old)
+    assert new.schema.equals(RESULT_SCHEMA, check_metadata=True)
+    assert new.column("base_top1").to_pylist() == [None] and new.column("schema_version").to_pylist() == [2]
+    assert new.column("top1_after").to_pylist() == [0.93]
+    store = ResultStore(tmp_path)
+    (written,) = store.append(make_ok(trial_id="v2", base_top1=0.97))
+    pq.write_table(old, written.parent / "part-legacy.parquet")
+    rows = {r.trial_id: r for r in store.rows()}
+    assert (rows["v1"].base_top1, rows["v2"].base_top1) == (None, 0.97)
+    assert store.last_read_report.skipped == []

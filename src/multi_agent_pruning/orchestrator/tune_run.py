@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -23,10 +24,10 @@ from multi_agent_pruning.orchestrator.prepare import (
     profiling_agent_config,
 )
 from multi_agent_pruning.search.interrupt import InterruptStopper, raise_if_interrupted, requested, searching
-from multi_agent_pruning.results import ResultStore, TargetKey, row_target
+from multi_agent_pruning.results import ResultStore, TargetKey, point_target, row_target
 from multi_agent_pruning.search.rows import RowSink
 from multi_agent_pruning.search.searcher import MasterSearcher
-from multi_agent_pruning.search.trial import TrialContext
+from multi_agent_pruning.search.trial import TrialContext, evaluate_dense
 from multi_agent_pruning.search.tune_trial import run_tune_trial
 from multi_agent_pruning.utils.atomic import atomic_replace_dir
 
@@ -35,7 +36,8 @@ logger = logging.getLogger(__name__)
 _MODEL_FILES = ("model.json", "model.safetensors")
 
 __all__ = ["build_tuner", "concurrency", "find_trial_checkpoint", "fit_search", "profile_with_actor", "run_search",
-           "save_best_model", "save_best_models", "saved_trial_id", "trial_resources", "use_prestarted_workers"]
+           "save_best_model", "save_best_models", "saved_trial_id", "start_dense_evaluation", "trial_resources",
+           "use_prestarted_workers", "with_dense_top1"]
 
 
 def trial_resources(cfg: ExperimentConfig) -> dict[str, float]:
@@ -62,6 +64,35 @@ def profile_with_actor(cfg: ExperimentConfig, context: TrialContext) -> dict[str
     out = ray.get(actor.execute.remote(profile_request(cfg, context)))
     ray.kill(actor)
     return out["profile"]
+
+
+@ray.remote(max_retries=0)
+def _dense_top1(context: TrialContext) -> float:
+    return evaluate_dense(context)
+
+
+def start_dense_evaluation(cfg: ExperimentConfig, context: TrialContext) -> ray.ObjectRef | None:
+    """Starts measuring the dense model's top-1 (``TrialContext.dense_top1``) as one Ray task with
+    one trial's resources (its GPU share where trials have one), so it runs beside profiling.
+    None when ``context`` already has it (a comparison measures it once for all its methods)."""
+    if context.dense_top1 is not None:
+        return None
+    resources = trial_resources(cfg)
+    gpus = resources.get("gpu", 0.0) if cfg.hardware.device != "cpu" else 0.0
+    return _dense_top1.options(num_cpus=resources["cpu"], num_gpus=gpus).remote(context)
+
+
+def with_dense_top1(context: TrialContext, pending: ray.ObjectRef | None) -> TrialContext:
+    """``context`` with the dense top-1 that :func:`start_dense_evaluation` measured. If that
+    failed, a warning says why and the rows have no ``base_top1`` (the search goes on: the
+    trials report their own errors)."""
+    if pending is None:
+        return context
+    try:
+        return dataclasses.replace(context, dense_top1=float(ray.get(pending)))
+    except Exception as err:  # noqa: BLE001 - the dense accuracy is a reference, not a trial
+        logger.warning("could not evaluate the dense model (the rows will have no base_top1): %s", err)
+        return context
 
 
 def master_settings(cfg: ExperimentConfig, context: TrialContext, batch_size: int) -> dict[str, Any]:
@@ -104,7 +135,9 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
                                      store_root=str(paths.results) if resume else None,
                                      experiment=cfg.experiment.name, method=method)
     try:
+        dense = start_dense_evaluation(cfg, context)
         profile = profile_with_actor(cfg, context)
+        context = with_dense_top1(context, dense)
         record = RowSink(store, existing={r["trial_id"] for r in existing}, total=len(existing) + max(budget, 0),
                          progress=print_progress if progress else None)
         searcher = MasterSearcher(master, analysis, profile=profile, target=target,
@@ -247,7 +280,7 @@ def save_best_models(cfg: ExperimentConfig, store: ResultStore, paths: Experimen
         return
     saved = None
     for point in cfg.target.points():
-        key = TargetKey(point.kind, point.reduction, point.budget)
+        key = point_target(point)
         trial = save_best_model(store, paths, cfg.experiment.name, method, target=key,
                                 destination=paths.best_models / key.slug)
         if trial is not None:

@@ -1,5 +1,5 @@
 """The accuracy-vs-MACs figure: each series' best top-1 per target (mean over runs, spread as error
-bars), every ok trial as a faint point, the dense model's MACs, and the paper results."""
+bars), every ok trial as a faint point, the dense model as a point, and the paper results."""
 
 from __future__ import annotations
 
@@ -134,20 +134,36 @@ def _pareto_trace(part: pd.DataFrame, series: str, color: str, divisor: float) -
 
 
 def _dense_markers(fig: go.Figure, frame: pd.DataFrame, divisor: float, unit: str) -> None:
-    # The results table has no column with the dense model's accuracy (only its MACs and params),
-    # so the dense model is a vertical line at its MACs rather than a point.
-    dense = frame.dropna(subset=["base_macs"]).groupby("model", sort=True)["base_macs"].median()
-    for model, base in dense.items():
-        fig.add_vline(x=float(base) / divisor, line={"color": "#666", "dash": "dash", "width": 1},
-                      annotation_text=f"dense {escape(model)}: {float(base) / divisor:.4g} {unit}".rstrip(),
-                      annotation_position="top left", annotation_font={"size": 11, "color": "#444"})
+    """The dense model of each model name: a point at its MACs and top-1 (``base_top1``, measured
+    once per run); rows without it (tables older than schema version 2) give a vertical line at
+    its MACs instead, since there is no accuracy to place a point at."""
+    rows = frame.dropna(subset=["base_macs"])
+    for model, part in rows.groupby("model", sort=True):
+        base = float(part["base_macs"].median())
+        label = f"dense {model}: {base / divisor:.4g} {unit}".rstrip()
+        top1 = part["base_top1"].dropna() if "base_top1" in part else pd.Series(dtype=float)
+        if top1.empty:
+            fig.add_vline(x=base / divisor, line={"color": "#666", "dash": "dash", "width": 1},
+                          annotation_text=escape(label), annotation_position="top left",
+                          annotation_font={"size": 11, "color": "#444"})
+            continue
+        values = sorted({round(float(v), 6) for v in top1})
+        measured = (f"top-1 {values[0]:.2%}" if len(values) == 1 else
+                    f"top-1 {float(top1.median()):.2%} (median; {values[0]:.2%} to {values[-1]:.2%} over "
+                    f"{len(values)} dense models)")
+        hover = (f"<b>dense {escape(model)}</b><br>{base / divisor:.4g} {escape(unit)} MACs<br>{measured} on the "
+                 f"evaluation set, measured once per run before the trials")
+        fig.add_trace(go.Scatter(x=[base / divisor], y=[float(top1.median()) * 100], mode="markers+text",
+                                 name=f"dense {escape(model)}", text=[f"dense {escape(model)}"],
+                                 textposition="bottom center", hovertext=[hover], hoverinfo="text",
+                                 marker={"symbol": "square", "size": 12, "color": "#444"}))
 
 
 def accuracy_vs_macs(frame: pd.DataFrame, order: list[str], colors: dict[str, str],
                      frontier: FrontierReport) -> go.Figure:
     """Per series: the best top-1 per target (mean over runs, std as error bars) as a line, every ok
     trial as a faint point, and, for a single target, the trials' Pareto front; then the dense
-    model's MACs and the paper results for the same model and dataset."""
+    model (a point at its MACs and top-1) and the paper results for the same model and dataset."""
     divisor, unit = macs_scale(frame)
     single_target = len(frontier.targets) <= 1
     fig = go.Figure()

@@ -30,9 +30,10 @@ _SECTIONS = {
                         "through its best trial at each target: the mean over runs of the best top-1, at the mean "
                         "MACs of those best trials, with ±1 standard deviation over runs as error bars. Faint "
                         "points are every ok trial. With a single target, the dotted staircase is each method's "
-                        "Pareto front over its trials. The dashed vertical line is the dense model's MACs (the "
-                        "results table does not record its accuracy). Stars are published results for the same "
-                        "model and dataset.",
+                        "Pareto front over its trials. The grey square is the dense model, at its MACs and its "
+                        "top-1 on the same evaluation set (a dashed vertical line at its MACs for tables written "
+                        "before that accuracy was recorded). Stars are published results for the same model and "
+                        "dataset.",
     "convergence": "Best top-1 reached so far against the trial index, per method and run (failed and rejected "
                    "trials count as trials that did not improve). With several targets, one panel per target: "
                    "the index counts the trials at that target, and trials that failed before they had a "

@@ -16,7 +16,7 @@ __all__ = ["SCHEMA_VERSION", "STATUSES", "TARGET_KINDS", "COLUMNS", "ColumnSpec"
 
 #: Bumped whenever a column is added, removed, renamed or changes meaning or type; every bump
 #: comes with an upgrade function from the previous version (see ``results.upgrade``).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 STATUSES = ("ok", "failed", "rejected")
 TARGET_KINDS = ("macs", "params")
@@ -83,6 +83,10 @@ COLUMNS: tuple[ColumnSpec, ...] = (
     # -- size ----------------------------------------------------------------------------
     ColumnSpec("base_macs", _FLOAT, "MACs", "MACs of the dense model, one image.", "dense model not measured"),
     ColumnSpec("base_params", _INT, "params", "Parameters of the dense model.", "dense model not measured"),
+    ColumnSpec("base_top1", _FLOAT, "fraction", "Top-1 accuracy of the dense model on the evaluation set, "
+               "measured once per run before the trials, as the trials measure theirs (every row of a run "
+               "has the same value).", "not measured (the row was written without its run's context, the "
+               "dense evaluation failed, or the table predates schema version 2)"),
     ColumnSpec("macs", _FLOAT, "MACs", "MACs of the pruned model, one image.", _NOT_MEASURED),
     ColumnSpec("params", _INT, "params", "Parameters of the pruned model.", _NOT_MEASURED),
     ColumnSpec("macs_reduction", _FLOAT, "fraction", "1 - macs / base_macs.", _NOT_MEASURED),

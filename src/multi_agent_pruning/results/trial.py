@@ -130,6 +130,7 @@ class TrialResult:
     target_reduction: float | None = None
     base_macs: float | None = None
     base_params: int | None = None
+    base_top1: float | None = None
     macs: float | None = None
     params: int | None = None
     macs_reduction: float | None = None

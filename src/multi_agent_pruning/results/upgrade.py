@@ -111,3 +111,9 @@ def _set_version(table: pa.Table, version: int) -> pa.Table:
     if "schema_version" in table.column_names:
         return table.set_column(table.column_names.index("schema_version"), "schema_version", column)
     return table.append_column("schema_version", column)
+
+
+@register_upgrade(1)
+def _add_base_top1(table: pa.Table) -> pa.Table:
+    """Version 2 added ``base_top1`` (the dense model's top-1); version-1 rows have none."""
+    return add_null_columns(table, [RESULT_SCHEMA.field("base_top1")])

@@ -34,7 +34,7 @@ from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrialContext", "evaluate_strategy"]
+__all__ = ["TrialContext", "evaluate_dense", "evaluate_strategy"]
 
 
 @dataclass
@@ -60,6 +60,9 @@ class TrialContext:
         gpu_memory_limit: Bytes of GPU memory a trial may allocate (``hardware.gpu.memory_limit``).
         trial_timeout_s: Wall-clock limit of one trial in seconds (``search.trial_timeout_s``);
             None for no limit.
+        dense_top1: Top-1 of the dense model on the evaluation set (:func:`evaluate_dense`,
+            measured once per run before the trials); every row of the run carries it as
+            ``base_top1``. None until measured.
     """
 
     experiment: str
@@ -84,10 +87,13 @@ class TrialContext:
     distributed: dict[str, Any] | None = None
     gpu_memory_limit: int | None = None
     trial_timeout_s: float | None = None
+    dense_top1: float | None = None
 
     def identifiers(self, trial_id: str, iteration: int) -> dict[str, Any]:
+        """The columns every row of this run carries: its identifiers and the dense model's top-1."""
         return {"experiment": self.experiment, "run": self.run, "method": self.method, "model": self.model_name,
-                "dataset": self.dataset, "seed": self.seed, "trial_id": trial_id, "iteration": iteration}
+                "dataset": self.dataset, "seed": self.seed, "trial_id": trial_id, "iteration": iteration,
+                "base_top1": self.dense_top1}
 
 
 FAULT_ENV = "MAPRUNER_FAULT_INJECTION"
@@ -159,6 +165,17 @@ def evaluate_strategy(strategy: Strategy, context: TrialContext, *, trial_id: st
     row.finished_at = datetime.now(timezone.utc)
     row.seconds_total = time.perf_counter() - clock
     return row
+
+
+def evaluate_dense(context: TrialContext) -> float:
+    """Top-1 of the dense model on the evaluation set, measured as a trial measures its pruned
+    model (same loader, batch size, device choice and ``evaluate``)."""
+    if context.threads:
+        torch.set_num_threads(context.threads)
+    device = resolve_device(context.device)
+    _, eval_loader = create_loaders(context.bundle, context.batch_size, num_workers=context.num_workers)
+    with torch.random.fork_rng(devices=[]):  # creating a loader's iterator draws from the global generator
+        return float(evaluate(context.model.to(device).eval(), eval_loader, device=device)["top1"])
 
 
 def _stage_columns(stages: dict[str, float]) -> dict[str, float]:
