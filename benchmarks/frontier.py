@@ -100,6 +100,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", default=None, help="also write the numbers here")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for every search, e.g. search.reproducible=false")
+    p.add_argument("--same-as", default=None, metavar="DIR",
+                   help="an earlier output of this script (the timestamped folder) with the same settings and "
+                        "seeds: say which searches (joint, per method and run, and each separate search) gave "
+                        "the same trials, to show that a refactor changed nothing")
     p.add_argument("--verbose", action="store_true", help="INFO logging and one line per trial")
     return p.parse_args(argv)
 
@@ -351,6 +355,28 @@ def run_setting(name: str, plan: Plan, out: Path, phase: Progress) -> dict:
             "report": str(report) if report.exists() else None}
 
 
+def same_as(earlier: Path, later: Path, setting: str) -> dict:
+    """Per search of ``setting`` in both outputs (the joint comparison, then each separate
+    search): per method and run, ``identical`` or how many trials differ (strategy, status and
+    top-1, in issue order; ``search_quality.same_as``)."""
+    verdict = {"joint": search_quality.same_as(earlier / setting, later / setting, "joint")}
+    separate = later / setting / "separate"
+    for where in sorted(p for p in separate.iterdir() if p.is_dir()) if separate.is_dir() else []:
+        if (earlier / setting / "separate" / where.name / "results").is_dir():
+            verdict[f"separate {where.name}"] = search_quality.same_as(earlier / setting / "separate", separate,
+                                                                       where.name)
+    return verdict
+
+
+def format_same_as(earlier: str, verdict: dict) -> list[str]:
+    lines = []
+    for search, methods in verdict.items():
+        for method, runs in methods.items():
+            same = sum(v == "identical" for v in runs.values())
+            lines.append(f"same as {earlier}: {search}: {method} {same} of {len(runs)} searches identical {runs}")
+    return lines
+
+
 def machine(device: str) -> dict:
     """search_quality's record (CPU, cores, Python, load, date, commit) with the GPU and the device
     the trials ran on, and whether the working tree had uncommitted changes."""
@@ -387,6 +413,10 @@ def main(argv=None) -> int:
     print(format_machine(results["machine"], command))
     for name in plan.settings:
         results["settings"].append(run_setting(name, plan, out, phase))
+        if args.same_as:
+            verdict = same_as(Path(args.same_as), out, name)
+            results["settings"][-1]["same_as"] = {"earlier": args.same_as, "searches": verdict}
+            print("\n".join(format_same_as(args.same_as, verdict)))
     if len(plan.settings) > 1:
         labels, headers = target_labels("macs", plan.targets), target_headers(plan.targets)
         print("\n== all settings ==")

@@ -197,3 +197,28 @@ def test_a_tiny_real_run_reports_every_area(tmp_path, monkeypatch):
         assert 0.0 < setting["summary"]["methods"][method]["area"]["mean"] <= 1.0
     assert [s["seed"] for s in setting["joint_vs_separate"]["per_seed"]] == [42]
     assert setting["joint_vs_separate"]["separate"]["n_runs"] == 1
+
+
+def test_same_as_names_each_search_that_differs(tmp_path):
+    """--same-as: the joint comparison per method and run, and each separate search, compared trial
+    by trial between two outputs of the script."""
+    def output(root: Path, changed_top1: float) -> Path:
+        setting = root / "digits-cnn"
+        _table(setting / "joint", [_row("multi_agent", 0, "j0", 0.5, 0.5, 0.9),
+                                   _row("optuna_tpe", 0, "o0", 0.5, 0.5, 0.8),
+                                   _row("multi_agent", 1, "j1", 0.8, 0.2, changed_top1)])
+        _table(setting / "separate" / "macs-remove-50pct", [_row("multi_agent", 0, "s0", 0.5, 0.5, 0.85)])
+        _table(setting / "separate" / "macs-remove-80pct", [_row("multi_agent", 0, "s1", 0.8, 0.2, changed_top1)])
+        return root
+
+    before, after = output(tmp_path / "before", 0.6), output(tmp_path / "after", 0.6)
+    verdict = frontier.same_as(before, after, "digits-cnn")
+    assert verdict == {"joint": {"multi_agent": {0: "identical", 1: "identical"}, "optuna_tpe": {0: "identical"}},
+                       "separate macs-remove-50pct": {"multi_agent": {0: "identical"}},
+                       "separate macs-remove-80pct": {"multi_agent": {0: "identical"}}}
+    changed = frontier.same_as(before, output(tmp_path / "changed", 0.61), "digits-cnn")
+    assert changed["joint"]["multi_agent"] == {0: "identical", 1: "1 trials differ"}
+    assert changed["separate macs-remove-80pct"] == {"multi_agent": {0: "1 trials differ"}}
+    lines = frontier.format_same_as("before", changed)
+    assert lines[0] == ("same as before: joint: multi_agent 1 of 2 searches identical "
+                        "{0: 'identical', 1: '1 trials differ'}")
