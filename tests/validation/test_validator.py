@@ -200,3 +200,73 @@ def test_generate_visualizations_without_results(tmp_path):
     with pytest.raises(ValidationError, match="No trial results under .*out; run validate_all_targets"):
         validator.analyze_results()
     assert not (tmp_path / "out" / "analysis.json").exists()
+
+
+class RecordingSweepRunner:
+    """Writes, per target of the sweep, method and run, one trial at the paper's MACs."""
+
+    def __init__(self, make_row, accuracy: dict[str, float], fail: bool = False):
+        self.make_row, self.accuracy, self.fail, self.calls = make_row, accuracy, fail, []
+
+    def __call__(self, targets, *, methods, num_runs, output_dir):
+        self.calls.append(([t.name for t in targets], list(methods), num_runs, output_dir))
+        if self.fail:
+            raise RuntimeError("cluster lost")
+        rows = [self.make_row(experiment="sweep", model=t.base_model, method=method, run=run,
+                              trial_id=f"{t.name}-{method}-{run}", macs=t.macs * 1.01, top1=self.accuracy[method])
+                for t in targets for method in methods for run in range(num_runs)]
+        ResultStore(output_dir / "sweep" / "results").append(rows)
+        return {method: {"frontier_area": {"mean": 0.5}} for method in methods}
+
+
+def test_targets_of_one_model_and_dataset_run_as_one_sweep(imagenet, tmp_path, make_ok_row):
+    accuracy = {"multi_agent": 0.80, "taylor": 0.78}
+    runner, sweeps = RecordingRunner(make_ok_row, accuracy), RecordingSweepRunner(make_ok_row, accuracy)
+    validator = PaperReproductionValidator(output_dir=tmp_path / "out", runner=runner, sweep_runner=sweeps)
+    names = ["isomorphic_deit_4.2g", "isomorphic_convnext_8.5g", "isomorphic_deit_1.2g", "depgraph_resnet56_cifar10",
+             "isomorphic_deit_2.6g"]
+    outcome = validator.validate_all_targets(["multi_agent", "taylor"], num_runs=2, targets=names, sweep=True)
+    deit = ["isomorphic_deit_4.2g", "isomorphic_deit_1.2g", "isomorphic_deit_2.6g"]
+    assert sweeps.calls == [(deit, ["multi_agent", "taylor"], 2, tmp_path / "out" / "runs")]
+    assert [call[0] for call in runner.calls] == ["isomorphic_convnext_8.5g"]  # alone on its model: no sweep
+    assert list(outcome) == names
+    for name in deit:
+        assert outcome[name]["status"] == "completed" and outcome[name]["sweep"] == deit
+        assert outcome[name]["output"]["taylor"] == {"frontier_area": {"mean": 0.5}}
+    assert "sweep" not in outcome["isomorphic_convnext_8.5g"]
+    assert outcome["depgraph_resnet56_cifar10"]["status"] == "skipped"
+    # The sweep's rows count for each paper target at its own MACs.
+    reproduction = validator.analyze_results()["paper_reproduction"]
+    best = {name: reproduction[name]["methods"]["multi_agent"]["best_top1"] for name in deit}
+    assert best == dict.fromkeys(deit, 0.80)
+
+
+def test_a_failed_sweep_fails_each_of_its_targets(imagenet, tmp_path):
+    sweeps = RecordingSweepRunner(None, {}, fail=True)
+    validator = PaperReproductionValidator(output_dir=tmp_path / "out", runner=RecordingRunner(None, {}),
+                                           sweep_runner=sweeps)
+    outcome = validator.validate_all_targets(["taylor"], num_runs=1, sweep=True,
+                                             targets=["isomorphic_deit_4.2g", "isomorphic_deit_2.6g"])
+    assert outcome == {name: {"status": "failed", "reason": "RuntimeError: cluster lost",
+                              "sweep": ["isomorphic_deit_4.2g", "isomorphic_deit_2.6g"]} for name in outcome}
+    assert json.loads((tmp_path / "out" / "validation_status.json").read_text()) == outcome
+
+
+def test_the_default_runners_give_each_comparison_its_own_directory(imagenet, tmp_path, monkeypatch):
+    """One comparison per target goes to runs/<target>, a sweep to runs/sweep-<model>-<dataset>,
+    with the paper's MACs as the target (a list for the sweep)."""
+    from multi_agent_pruning.orchestrator import MultiAgentPruner
+
+    calls = []
+    monkeypatch.setattr(MultiAgentPruner, "compare_methods",
+                        lambda self, **kwargs: calls.append((self.config.experiment.name, kwargs)) or {})
+    validator = PaperReproductionValidator(output_dir=tmp_path / "out")
+    validator.validate_all_targets(["taylor"], num_runs=1, targets=["isomorphic_deit_4.2g", "isomorphic_deit_2.6g"])
+    validator.validate_all_targets(["taylor"], num_runs=1, sweep=True,
+                                   targets=["isomorphic_deit_4.2g", "isomorphic_deit_2.6g"])
+    runs = tmp_path / "out" / "runs"
+    assert [(name, kw["output_dir"], kw["target_macs"], kw["target_ratio"]) for name, kw in calls] == [
+        ("isomorphic_deit_4.2g", runs / "isomorphic_deit_4.2g", 4.16e9, None),
+        ("isomorphic_deit_2.6g", runs / "isomorphic_deit_2.6g", 2.61e9, None),
+        ("sweep-deit_base-imagenet", runs / "sweep-deit_base-imagenet", [4.16e9, 2.61e9], None)]
+    assert {kw["model_name"] for _, kw in calls} == {"deit_base"}

@@ -25,12 +25,15 @@ from multi_agent_pruning.stats.reproduction import compare_with_papers
 from multi_agent_pruning.utils.atomic import atomic_write
 from multi_agent_pruning.validation.prerequisites import missing_prerequisites
 
-__all__ = ["PaperReproductionValidator", "Runner"]
+__all__ = ["PaperReproductionValidator", "Runner", "SweepRunner"]
 
 logger = logging.getLogger(__name__)
 
 #: ``runner(target, methods=[...], num_runs=n, output_dir=path)`` runs one target and stores its trials.
 Runner = Callable[..., Any]
+#: ``sweep_runner([targets], methods=[...], num_runs=n, output_dir=path)`` runs several targets of
+#: one base model and dataset as one sweep (one search of their frontier) and stores the trials.
+SweepRunner = Callable[..., Any]
 
 
 class PaperReproductionValidator:
@@ -41,6 +44,9 @@ class PaperReproductionValidator:
         output_dir: Where runs, the analysis and the report are written.
         results_dir: Result store to analyse in addition to any found under ``output_dir``.
         runner: Runs one target; defaults to ``MultiAgentPruner(config_path).compare_methods``.
+        sweep_runner: Runs the targets of one base model and dataset as one sweep
+            (``validate_all_targets(sweep=True)``); defaults to ``compare_methods`` with the
+            targets as a list.
         macs_tolerance: Relative MACs distance for a row to count for a target.
         top1_tolerance: Accuracy distance (fraction) called "within tolerance" of the paper.
         seed: Seed of the bootstrap intervals.
@@ -52,12 +58,14 @@ class PaperReproductionValidator:
     def __init__(self, config_path: str | os.PathLike[str] | None = None,
                  output_dir: str | os.PathLike[str] = "./validation_results", *,
                  results_dir: str | os.PathLike[str] | None = None, runner: Runner | None = None,
+                 sweep_runner: SweepRunner | None = None,
                  macs_tolerance: float = 0.02, top1_tolerance: float = 0.01, seed: int = 0,
                  n_resamples: int = 10_000, reference_accuracy: float = 0.0) -> None:
         self.config_path = Path(config_path) if config_path else None
         self.output_dir = Path(output_dir)
         self.results_dir = Path(results_dir) if results_dir else None
         self.runner = runner or self._compare_with_pruner
+        self.sweep_runner = sweep_runner or self._compare_sweep_with_pruner
         self.macs_tolerance = macs_tolerance
         self.top1_tolerance = top1_tolerance
         self.seed = seed
@@ -68,13 +76,19 @@ class PaperReproductionValidator:
 
     # -- running ---------------------------------------------------------------------------
     def validate_all_targets(self, methods: Sequence[str] | None = None, num_runs: int = 3, *,
-                             targets: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+                             targets: Sequence[str] | None = None, sweep: bool = False) -> dict[str, dict[str, Any]]:
         """Runs every target whose model and dataset are available; skips the others with the reason.
 
         Args:
             methods: Methods to compare (default: every method, as ``compare_methods``).
             num_runs: Repetitions per method.
             targets: Target names to run (default: all of ``PAPER_TARGETS``).
+            sweep: Run the targets that share a base model and dataset (the Isomorphic Pruning
+                DeiT-Base 4.2 / 2.6 / 1.2 / 0.6 G, for one) as one sweep: one profile, one
+                search of their frontier and one table, with each method's trial budget split
+                over them (issue 21), instead of one comparison per target. Each such target's
+                entry names the sweep (``"sweep"``: the target names) and shares its ``output``;
+                a target alone on its model and dataset runs as without ``sweep``.
 
         Returns:
             ``{target name: {"status": "skipped" | "completed" | "failed", "reason", ...}}``;
@@ -95,7 +109,10 @@ class PaperReproductionValidator:
             check_methods(methods)
         except ConfigurationError as err:
             raise ValidationError(f"Invalid validation request: {err}") from err
-        outcome = {target.name: self._validate(target, methods, num_runs) for target in chosen}
+        if sweep:
+            outcome = self._validate_sweeps(chosen, methods, num_runs)
+        else:
+            outcome = {target.name: self._validate(target, methods, num_runs) for target in chosen}
         self.output_dir.mkdir(parents=True, exist_ok=True)
         _write_json(self.output_dir / "validation_status.json", outcome)
         return outcome
@@ -113,6 +130,37 @@ class PaperReproductionValidator:
         return {"status": "completed", "reason": None, "methods": methods, "num_runs": num_runs,
                 "output": _jsonable(output)}
 
+    def _validate_sweeps(self, chosen: list[PaperTarget], methods: list[str],
+                         num_runs: int) -> dict[str, dict[str, Any]]:
+        """``validate_all_targets(sweep=True)``: the runnable targets grouped by base model, dataset
+        and kind of target (absolute MACs or a speed-up), each group of two or more as one sweep."""
+        outcome: dict[str, dict[str, Any]] = {}
+        groups: dict[tuple[str, str, str], list[PaperTarget]] = {}
+        for target in chosen:
+            reasons = self.missing_prerequisites(target)
+            if reasons:
+                logger.info("Skipping %s: %s", target.name, "; ".join(reasons))
+                outcome[target.name] = {"status": "skipped", "reason": "; ".join(reasons)}
+            else:
+                kind = "macs" if target.macs is not None else "speedup"
+                groups.setdefault((target.base_model, target.dataset, kind), []).append(target)
+        for group in groups.values():
+            if len(group) == 1:
+                outcome[group[0].name] = self._validate(group[0], methods, num_runs)
+                continue
+            names = [t.name for t in group]
+            try:
+                output = self.sweep_runner(group, methods=methods, num_runs=num_runs,
+                                           output_dir=self.output_dir / "runs")
+            except Exception as exc:  # one sweep's failure must not stop the others
+                logger.exception("Sweep %s failed", ", ".join(names))
+                outcome.update({name: {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "sweep": names}
+                                for name in names})
+                continue
+            outcome.update({name: {"status": "completed", "reason": None, "methods": methods, "num_runs": num_runs,
+                                   "sweep": names, "output": _jsonable(output)} for name in names})
+        return {target.name: outcome[target.name] for target in chosen}
+
     def missing_prerequisites(self, target: PaperTarget) -> list[str]:
         """Why ``target`` cannot run here (model not registered, dataset not found); empty when it can."""
         return missing_prerequisites(target, self.config_path)
@@ -123,7 +171,20 @@ class PaperReproductionValidator:
         ratio = None if target.macs is not None else 1.0 - 1.0 / float(target.speedup)
         return pruner.compare_methods(model_name=target.base_model, dataset=target.dataset, target_ratio=ratio,
                                       target_macs=target.macs, methods=methods, num_runs=num_runs,
-                                      output_dir=output_dir)
+                                      output_dir=output_dir / target.name)
+
+    def _compare_sweep_with_pruner(self, targets: list[PaperTarget], *, methods: list[str], num_runs: int,
+                                   output_dir: Path) -> Any:
+        first = targets[0]
+        name = sweep_name(targets)
+        pruner = MultiAgentPruner(self.config_path, overrides=[f"experiment.name={name}"])
+        if first.macs is not None:
+            ratios, budgets = None, [t.macs for t in targets]
+        else:
+            ratios, budgets = [1.0 - 1.0 / float(t.speedup) for t in targets], None
+        return pruner.compare_methods(model_name=first.base_model, dataset=first.dataset, target_ratio=ratios,
+                                      target_macs=budgets, methods=methods, num_runs=num_runs,
+                                      output_dir=output_dir / name)
 
     # -- analysis --------------------------------------------------------------------------
     def result_roots(self) -> list[Path]:
@@ -234,6 +295,11 @@ class PaperReproductionValidator:
         report = self.output_dir / "report.html"
         atomic_write(report, html)
         return [report, self.output_dir / "analysis.json"]
+
+
+def sweep_name(targets: Sequence[PaperTarget]) -> str:
+    """The experiment (and directory) name of a sweep of paper targets: ``sweep-deit_base-imagenet``."""
+    return f"sweep-{targets[0].base_model}-{targets[0].dataset}"
 
 
 _AREA_DEFINITION = ("normalised hypervolume of each run's best (MACs / dense_macs, top-1) per target: the area "
