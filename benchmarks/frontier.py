@@ -369,12 +369,8 @@ def same_as(earlier: Path, later: Path, setting: str) -> dict:
 
 
 def format_same_as(earlier: str, verdict: dict) -> list[str]:
-    lines = []
-    for search, methods in verdict.items():
-        for method, runs in methods.items():
-            same = sum(v == "identical" for v in runs.values())
-            lines.append(f"same as {earlier}: {search}: {method} {same} of {len(runs)} searches identical {runs}")
-    return lines
+    return [line for search, methods in verdict.items()
+            for line in search_quality.format_same_as(earlier, methods, search)]
 
 
 def machine(device: str) -> dict:

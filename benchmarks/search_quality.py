@@ -130,9 +130,7 @@ def run_setting(name: str, args: argparse.Namespace, methods: list[str], out: Pa
     print(f"wall time {wall / 60:.1f} min; report {report}")
     repeat = same_as(Path(args.same_as), out, name) if args.same_as else None
     if repeat is not None:
-        for method, runs in repeat.items():
-            same = sum(v == "identical" for v in runs.values())
-            print(f"same as {args.same_as}: {method} {same} of {len(runs)} searches identical {runs}")
+        print("\n".join(format_same_as(args.same_as, repeat)))
     return {"same_as": repeat, "reused": {"from": args.reuse, "methods": reused} if reused else None, "setting": name, **spec, "trials": trials, "seeds": seeds, "finetune_steps": steps,
             "reduction": args.reduction, "comparison": comparison, "reach": reach, "statistics": stats,
             "wall_minutes": wall / 60, "report": str(report) if report else None}
@@ -182,6 +180,13 @@ def same_as(earlier: Path, later: Path, setting: str) -> dict:
         differing = sum(1 for a, b in zip(before[key], now[key]) if a != b) + abs(len(before[key]) - len(now[key]))
         verdict.setdefault(method, {})[run] = "identical" if differing == 0 else f"{differing} trials differ"
     return verdict
+
+
+def format_same_as(earlier: str, verdict: dict, search: str | None = None) -> list[str]:
+    """One line per method of :func:`same_as`'s verdict (``search`` names the search, if several)."""
+    where = f"{earlier}: {search}" if search else earlier
+    return [f"same as {where}: {method} {sum(v == 'identical' for v in runs.values())} of {len(runs)} searches "
+            f"identical {runs}" for method, runs in verdict.items()]
 
 
 def statistics_for(results: Path, methods: list[str]):

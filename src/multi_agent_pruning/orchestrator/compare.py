@@ -52,8 +52,8 @@ from multi_agent_pruning.orchestrator.tune_run import (
     fit_search,
     profile_with_actor,
     run_search,
+    finish_dense_evaluation,
     start_dense_evaluation,
-    with_dense_top1,
 )
 from multi_agent_pruning.orchestrator.targets import target_overrides
 from multi_agent_pruning.results import ResultStore, TargetKey, TrialResult, point_target, row_target
@@ -61,7 +61,7 @@ from multi_agent_pruning.search.interrupt import SearchInterrupted, handle_stop_
 from multi_agent_pruning.search.optuna_search import build_optuna_searcher, method_for, run_params_trial
 from multi_agent_pruning.search.ordered import InOrderSearcher
 from multi_agent_pruning.search.rows import RowRecorder, RowSink
-from multi_agent_pruning.search.trial import evaluate_dense, evaluate_strategy, seed_everything
+from multi_agent_pruning.search.trial import evaluate_dense, evaluate_strategy, seed_everything, with_dense_top1
 from multi_agent_pruning.stats.frontier import analyze_frontier
 from multi_agent_pruning.utils.atomic import atomic_write_json
 
@@ -200,7 +200,7 @@ def _with_dense_top1(cfg: ExperimentConfig, contexts: dict[int, Any]) -> dict[in
     """The runs' contexts with the dense model's top-1, measured once: every run has the same
     dense model and evaluation set (``build_context`` seeds both with ``experiment.seed``)."""
     first = next(iter(contexts.values()))
-    measured = with_dense_top1(first, start_dense_evaluation(cfg, first)).dense_top1
+    measured = finish_dense_evaluation(first, start_dense_evaluation(cfg, first)).dense_top1
     return {run: dataclasses.replace(context, dense_top1=measured) for run, context in contexts.items()}
 
 
@@ -491,10 +491,7 @@ def run_single_strategy(method, model_name: str, target_macs: float, dataset: st
     chosen = {o.split("=", 1)[0].strip() for o in overrides or []} & {"model.pretrained", "model.checkpoint"}
     context, pretrained = _baseline_context(cfg, method.name, pretrained_default=config_path is None and not chosen)
     check_target(cfg, context)
-    try:
-        context = dataclasses.replace(context, dense_top1=evaluate_dense(context))
-    except Exception as err:  # noqa: BLE001 - the trial below reports the model's own error
-        logger.warning("could not evaluate the dense %s (the row will have no base_top1): %s", cfg.model.name, err)
+    context = with_dense_top1(context, lambda: evaluate_dense(context))
     kinds = list(ProfilingAgent(profiling_agent_config(cfg)).execute(profile_request(cfg, context))["profile"]["kinds"])
     strategy = method.make_strategy(base_strategy(cfg), kinds)
     row = evaluate_strategy(strategy, context, trial_id=f"{method.name}-{int(time.time() * 1000)}", iteration=0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -27,7 +26,7 @@ from multi_agent_pruning.search.interrupt import InterruptStopper, raise_if_inte
 from multi_agent_pruning.results import ResultStore, TargetKey, point_target, row_target
 from multi_agent_pruning.search.rows import RowSink
 from multi_agent_pruning.search.searcher import MasterSearcher
-from multi_agent_pruning.search.trial import TrialContext, evaluate_dense
+from multi_agent_pruning.search.trial import TrialContext, evaluate_dense, with_dense_top1
 from multi_agent_pruning.search.tune_trial import run_tune_trial
 from multi_agent_pruning.utils.atomic import atomic_replace_dir
 
@@ -35,9 +34,9 @@ logger = logging.getLogger(__name__)
 
 _MODEL_FILES = ("model.json", "model.safetensors")
 
-__all__ = ["build_tuner", "concurrency", "find_trial_checkpoint", "fit_search", "profile_with_actor", "run_search",
-           "save_best_model", "save_best_models", "saved_trial_id", "start_dense_evaluation", "trial_resources",
-           "use_prestarted_workers", "with_dense_top1"]
+__all__ = ["build_tuner", "concurrency", "finish_dense_evaluation", "find_trial_checkpoint", "fit_search",
+           "profile_with_actor", "run_search", "save_best_model", "save_best_models", "saved_trial_id",
+           "start_dense_evaluation", "trial_resources", "use_prestarted_workers"]
 
 
 def trial_resources(cfg: ExperimentConfig) -> dict[str, float]:
@@ -82,17 +81,10 @@ def start_dense_evaluation(cfg: ExperimentConfig, context: TrialContext) -> ray.
     return _dense_top1.options(num_cpus=resources["cpu"], num_gpus=gpus).remote(context)
 
 
-def with_dense_top1(context: TrialContext, pending: ray.ObjectRef | None) -> TrialContext:
-    """``context`` with the dense top-1 that :func:`start_dense_evaluation` measured. If that
-    failed, a warning says why and the rows have no ``base_top1`` (the search goes on: the
-    trials report their own errors)."""
-    if pending is None:
-        return context
-    try:
-        return dataclasses.replace(context, dense_top1=float(ray.get(pending)))
-    except Exception as err:  # noqa: BLE001 - the dense accuracy is a reference, not a trial
-        logger.warning("could not evaluate the dense model (the rows will have no base_top1): %s", err)
-        return context
+def finish_dense_evaluation(context: TrialContext, pending: ray.ObjectRef | None) -> TrialContext:
+    """``context`` with the dense top-1 that :func:`start_dense_evaluation` is measuring
+    (``search.trial.with_dense_top1``: a failure is a warning, not an error)."""
+    return context if pending is None else with_dense_top1(context, lambda: ray.get(pending))
 
 
 def master_settings(cfg: ExperimentConfig, context: TrialContext, batch_size: int) -> dict[str, Any]:
@@ -137,7 +129,7 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
     try:
         dense = start_dense_evaluation(cfg, context)
         profile = profile_with_actor(cfg, context)
-        context = with_dense_top1(context, dense)
+        context = finish_dense_evaluation(context, dense)
         record = RowSink(store, existing={r["trial_id"] for r in existing}, total=len(existing) + max(budget, 0),
                          progress=print_progress if progress else None)
         searcher = MasterSearcher(master, analysis, profile=profile, target=target,

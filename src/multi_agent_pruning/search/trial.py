@@ -17,7 +17,8 @@ import os
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -34,7 +35,7 @@ from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrialContext", "evaluate_dense", "evaluate_strategy"]
+__all__ = ["TrialContext", "evaluate_dense", "evaluate_strategy", "with_dense_top1"]
 
 
 @dataclass
@@ -176,6 +177,18 @@ def evaluate_dense(context: TrialContext) -> float:
     _, eval_loader = create_loaders(context.bundle, context.batch_size, num_workers=context.num_workers)
     with torch.random.fork_rng(devices=[]):  # creating a loader's iterator draws from the global generator
         return float(evaluate(context.model.to(device).eval(), eval_loader, device=device)["top1"])
+
+
+def with_dense_top1(context: TrialContext, measure: Callable[[], float]) -> TrialContext:
+    """``context`` with ``dense_top1 = measure()`` (:func:`evaluate_dense`, here or in a Ray task).
+    If measuring fails, a warning says why and the rows have no ``base_top1``: the dense accuracy
+    is a reference, not a trial, and the trials report the model's own errors."""
+    try:
+        return replace(context, dense_top1=float(measure()))
+    except Exception as err:  # noqa: BLE001 - see the docstring
+        logger.warning("could not evaluate the dense %s (the rows will have no base_top1): %s", context.model_name,
+                       err)
+        return context
 
 
 def _stage_columns(stages: dict[str, float]) -> dict[str, float]:

@@ -118,17 +118,7 @@ class PaperReproductionValidator:
         return outcome
 
     def _validate(self, target: PaperTarget, methods: list[str], num_runs: int) -> dict[str, Any]:
-        reasons = self.missing_prerequisites(target)
-        if reasons:
-            logger.info("Skipping %s: %s", target.name, "; ".join(reasons))
-            return {"status": "skipped", "reason": "; ".join(reasons)}
-        try:
-            output = self.runner(target, methods=methods, num_runs=num_runs, output_dir=self.output_dir / "runs")
-        except Exception as exc:  # one target's failure must not stop the others
-            logger.exception("Target %s failed", target.name)
-            return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
-        return {"status": "completed", "reason": None, "methods": methods, "num_runs": num_runs,
-                "output": _jsonable(output)}
+        return self._skipped(target) or self._run([target], methods, num_runs)[target.name]
 
     def _validate_sweeps(self, chosen: list[PaperTarget], methods: list[str],
                          num_runs: int) -> dict[str, dict[str, Any]]:
@@ -137,29 +127,37 @@ class PaperReproductionValidator:
         outcome: dict[str, dict[str, Any]] = {}
         groups: dict[tuple[str, str, str], list[PaperTarget]] = {}
         for target in chosen:
-            reasons = self.missing_prerequisites(target)
-            if reasons:
-                logger.info("Skipping %s: %s", target.name, "; ".join(reasons))
-                outcome[target.name] = {"status": "skipped", "reason": "; ".join(reasons)}
+            skipped = self._skipped(target)
+            if skipped:
+                outcome[target.name] = skipped
             else:
                 kind = "macs" if target.macs is not None else "speedup"
                 groups.setdefault((target.base_model, target.dataset, kind), []).append(target)
         for group in groups.values():
-            if len(group) == 1:
-                outcome[group[0].name] = self._validate(group[0], methods, num_runs)
-                continue
-            names = [t.name for t in group]
-            try:
-                output = self.sweep_runner(group, methods=methods, num_runs=num_runs,
-                                           output_dir=self.output_dir / "runs")
-            except Exception as exc:  # one sweep's failure must not stop the others
-                logger.exception("Sweep %s failed", ", ".join(names))
-                outcome.update({name: {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "sweep": names}
-                                for name in names})
-                continue
-            outcome.update({name: {"status": "completed", "reason": None, "methods": methods, "num_runs": num_runs,
-                                   "sweep": names, "output": _jsonable(output)} for name in names})
+            outcome.update(self._run(group, methods, num_runs))
         return {target.name: outcome[target.name] for target in chosen}
+
+    def _skipped(self, target: PaperTarget) -> dict[str, Any] | None:
+        """The ``skipped`` entry of a target that cannot run here, with the reasons; None if it can."""
+        reasons = self.missing_prerequisites(target)
+        if not reasons:
+            return None
+        logger.info("Skipping %s: %s", target.name, "; ".join(reasons))
+        return {"status": "skipped", "reason": "; ".join(reasons)}
+
+    def _run(self, group: list[PaperTarget], methods: list[str], num_runs: int) -> dict[str, dict[str, Any]]:
+        """Runs one target (``runner``) or several as one sweep (``sweep_runner``; each entry then
+        names the sweep). A failure is each target's ``failed`` entry: it must not stop the others."""
+        names = [t.name for t in group]
+        sweep = {"sweep": names} if len(group) > 1 else {}
+        runner, what = (self.sweep_runner, group) if sweep else (self.runner, group[0])
+        try:
+            output = runner(what, methods=methods, num_runs=num_runs, output_dir=self.output_dir / "runs")
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            logger.exception("%s %s failed", "Sweep" if sweep else "Target", ", ".join(names))
+            return {name: {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", **sweep} for name in names}
+        return {name: {"status": "completed", "reason": None, "methods": methods, "num_runs": num_runs, **sweep,
+                       "output": _jsonable(output)} for name in names}
 
     def missing_prerequisites(self, target: PaperTarget) -> list[str]:
         """Why ``target`` cannot run here (model not registered, dataset not found); empty when it can."""
@@ -259,8 +257,7 @@ class PaperReproductionValidator:
         """``analyze_frontier`` of each experiment with two or more targets, keyed by experiment."""
         out: dict[str, Any] = {}
         for experiment, part in sorted(frame.groupby("experiment"), key=lambda item: str(item[0])):
-            targets = add_target_columns(part)["target"].dropna().unique()
-            if len(targets) < 2:
+            if len(_targets(part)[1]) < 2:
                 continue
             report = analyze_frontier(part, reference_accuracy=self.reference_accuracy, seed=self.seed,
                                       n_resamples=self.n_resamples)
@@ -307,13 +304,20 @@ _AREA_DEFINITION = ("normalised hypervolume of each run's best (MACs / dense_mac
                     "(1: all accuracy kept at no MACs)")
 
 
+def _targets(part: Any) -> tuple[Any, list[str]]:
+    """``part`` with its ``target`` columns (``add_target_columns``) and its targets' labels,
+    easiest first; an experiment with two or more is a sweep."""
+    labelled = add_target_columns(part)
+    targets = labelled.dropna(subset=["target"]).drop_duplicates("target").sort_values("target_order")["target"]
+    return labelled, list(targets)
+
+
 def _comparable_groups(frame: Any) -> list[tuple[str, Any]]:
     """The rows whose best top-1 can be compared across methods: per experiment, and per target
     within an experiment searched at several (keyed ``"<experiment> @ <target>"``), easiest first."""
     groups = []
     for experiment, part in sorted(frame.groupby("experiment"), key=lambda item: str(item[0])):
-        labelled = add_target_columns(part)
-        targets = labelled.dropna(subset=["target"]).drop_duplicates("target").sort_values("target_order")["target"]
+        labelled, targets = _targets(part)
         if len(targets) < 2:
             groups.append((str(experiment), part))
             continue
