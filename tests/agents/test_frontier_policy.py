@@ -169,9 +169,11 @@ def test_analysis_accepts_any_target_of_the_sweep_and_rejects_others(profile):
     assert "differs from the experiment's target {" in single.rejected[0]["reasons"][0]
 
 
-def test_each_target_keeps_exploring_the_templates_on_its_own_schedule():
-    """The sweep's round count runs ahead of each target's: the templates a target has not tried
-    still come before mutations, as in a search of that target alone (BENCHMARKS.md, run 2)."""
+def test_each_target_runs_its_own_round_however_its_slots_arrive():
+    """The sweep's round count runs ahead of each target's: a target's templates and learning-rate
+    probe still come before mutations, as in a search of that target alone (BENCHMARKS.md, run 2),
+    and one slot at a time gives the round a search of it alone runs, probe first (run 4: with one
+    template per slot the joint search never ran the probe)."""
     assert [FrontierPolicy.local_round(n, 2, 4) for n in (0, 1, 2, 3, 4, 6)] == [0, 0, 1, 1, 2, 3]
     assert FrontierPolicy.local_round(8, 16, 4) == 2  # four a round when the batch allows
     templates = BuiltinPolicy(seed=0).propose(KINDS, BASES[0], [], 4, 0)
@@ -179,7 +181,38 @@ def test_each_target_keeps_exploring_the_templates_on_its_own_schedule():
                for b in BASES for i, t in enumerate(templates[:2])]
     batch = FrontierPolicy(BuiltinPolicy(seed=0)).propose(KINDS, BASES, history, [], 4, dense=DENSE,
                                                           slots=[1, 1, 1, 1])
-    third = templates[2]  # per-layer L2, not yet tried anywhere
-    assert all((s.importance, s.global_pruning, s.learning_rate) == (third.importance, third.global_pruning,
-                                                                     third.learning_rate) for s in batch)
+    first = templates[0]  # the best of the two at every target: half its rate, towards the configured one
+    assert [(s.importance, s.global_pruning, s.kd_weight, s.learning_rate) for s in batch] == \
+        [(first.importance, first.global_pruning, first.kd_weight, first.learning_rate / 2)] * 4
     assert [s.target_reduction for s in batch] == [0.3, 0.5, 0.7, 0.8]
+    # The next slot of the round is the third template (per-layer L2, not yet tried anywhere) ...
+    third = templates[2]
+    later = FrontierPolicy(BuiltinPolicy(seed=0)).propose(KINDS, BASES, history, batch, 4, dense=DENSE,
+                                                          slots=[1, 1, 1, 1])
+    assert all((s.importance, s.global_pruning, s.learning_rate) == (third.importance, third.global_pruning,
+                                                                     third.learning_rate) for s in later)
+    # ... with the probe's score known or not: the round is planned from the trials before it.
+    scored = history + [Observation(s, 0.95) for s in batch]
+    assert [s.key() for s in FrontierPolicy(BuiltinPolicy(seed=0)).propose(
+        KINDS, BASES, scored, [], 4, dense=DENSE, slots=[1, 1, 1, 1])] == [s.key() for s in later]
+    # Both slots of the round at once: the same two strategies per target as one at a time.
+    both = FrontierPolicy(BuiltinPolicy(seed=0)).propose(KINDS, BASES, history, [], 8, dense=DENSE,
+                                                         slots=[2, 2, 2, 2])
+    assert {s.key() for s in both} == {s.key() for s in [*batch, *later]}
+    # A target alone (single-target search, round 1, two a round) runs the same two.
+    alone = BuiltinPolicy(seed=0).propose(KINDS, BASES[1], [o for o in history if same_target(o.strategy, BASES[1])],
+                                          2, 1)
+    assert {s.key() for s in alone} == {s.key() for s in [*batch, *later] if same_target(s, BASES[1])}
+
+
+def test_a_harder_targets_better_recipe_comes_before_the_round():
+    policy = FrontierPolicy(BuiltinPolicy(seed=0))
+    templates = BuiltinPolicy(seed=0).propose(KINDS, BASES[0], [], 2, 0)
+    history = [Observation(t.replace(target_reduction=b.target_reduction), 0.8) for b in BASES[:2] for t in templates]
+    history.append(_at(BASES[1], 0.9, importance="hessian"))
+    batch = policy.propose(KINDS, BASES[:2], history, [], 1, dense=DENSE, slots=[1, 0])
+    assert [(s.importance, s.target_reduction) for s in batch] == [("hessian", 0.3)]
+    # Once tried, the target's own round goes on.
+    tried = history + [Observation(batch[0], 0.85)]
+    again = policy.propose(KINDS, BASES[:2], tried, [], 1, dense=DENSE, slots=[1, 0])
+    assert again[0].importance == templates[0].importance and again[0].learning_rate != templates[0].learning_rate

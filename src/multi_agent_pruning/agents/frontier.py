@@ -24,17 +24,24 @@ Each batch is built in two steps (docs/agents.md, "Searching a frontier"):
 
    So easy targets, where every strategy keeps the dense accuracy, get few trials, and the
    budget goes where strategies differ and the frontier can still move.
-2. **What to propose there.** Knowledge is shared across targets: a strategy's recipe (its
-   criterion, ranking, per-kind multipliers, recovery rate, distillation) is re-targeted to the
-   target in hand. Up to half of a target's slots (at least one) go to the best recipes of the
-   other targets not yet tried here, nearest targets first: a good recipe at 50 % is a strong
-   start at 30 % and at 70 %, and a new best anywhere is tried at its neighbours in the next
-   batch. A target whose best is beaten by a harder target's best (the frontier must fall as
-   MACs fall) gets that recipe first. The other slots come from the single-target policy
-   (:class:`~multi_agent_pruning.agents.policy.BuiltinPolicy`) run on that target's own history
-   and its own round (:meth:`FrontierPolicy.local_round`: as if the target were searched alone
-   with its share of the batch): its templates while the target is new, then mutations of its
-   elites and the learning-rate line search.
+2. **What to propose there.** Each slot of a target takes, in this order:
+
+   - an *urgent transfer*: the recipe (criterion, ranking, per-kind multipliers, recovery rate,
+     distillation) of a harder target whose score beats this target's best, re-targeted here:
+     the frontier must fall as MACs fall, so this target is under-searched;
+   - the next strategy of the target's own round (:meth:`FrontierPolicy.planned`): the
+     single-target policy (:class:`~multi_agent_pruning.agents.policy.BuiltinPolicy`) run on the
+     target's own trials as if it were searched alone with its share of the batch (at least two
+     a round): its templates while it is new, then per round the learning-rate probe of its best
+     and the next template. The round is planned from the trials issued before it, so a target
+     whose slots arrive one at a time gets the same round as one that gets them together, and
+     the probe comes first (a target often gets one slot of a round; in run 4 of the frontier
+     benchmark the joint search then took one template per slot and never ran the probe);
+   - the best recipe of the other targets not yet tried here, nearest targets first: a good
+     recipe at 50 % is a strong start at 30 % and at 70 %, and a new best anywhere is tried at
+     its neighbours;
+   - a mutation of the target's elites (the single-target policy on its own history, in a trust
+     region that shrinks with the target's own round).
 
 The allocation and the transfers are deterministic given the history; the policy's random
 generator is the one of the single-target policy, so a seed gives the same search.
@@ -153,10 +160,16 @@ class FrontierPolicy:
     def transfers(self, index: int, bases: Sequence[Strategy], history: Sequence[Observation],
                   seen: set[str]) -> list[Strategy]:
         """The recipes of the other targets worth trying at ``bases[index]``, best first."""
+        return [candidate for candidate, _ in self.ranked_transfers(index, bases, history, seen)]
+
+    def ranked_transfers(self, index: int, bases: Sequence[Strategy], history: Sequence[Observation],
+                         seen: set[str]) -> list[tuple[Strategy, bool]]:
+        """:meth:`transfers` with, for each, whether it is urgent: the recipe of a harder target
+        that beats this target's best."""
         base = bases[index]
         local = [o.score for o in history if o.score is not None and same_target(o.strategy, base)]
         local_best = max(local, default=None)
-        candidates: list[tuple[tuple, Strategy]] = []
+        candidates: list[tuple[tuple, Strategy, bool]] = []
         for source_index, source in enumerate(bases):
             if source_index == index:
                 continue
@@ -173,22 +186,46 @@ class FrontierPolicy:
                 # under-searched (the frontier falls as MACs fall), so it goes first.
                 violation = source_index > index and local_best is not None and obs.score > local_best
                 candidates.append(((not violation, rank, best - obs.score, abs(source_index - index), source_index),
-                                   candidate))
+                                   candidate, violation))
         candidates.sort(key=lambda item: item[0])
         out, keys = [], set()
-        for _, candidate in candidates:
+        for _, candidate, violation in candidates:
             if candidate.key() not in keys:
                 keys.add(candidate.key())
-                out.append(candidate)
+                out.append((candidate, violation))
         return out
 
     @staticmethod
-    def local_round(trials: int, batch_size: int, targets: int) -> int:
+    def round_size(batch_size: int, targets: int) -> int:
+        """The trials of a target's round: its share of the batch, at least two."""
+        return max(2, -(-batch_size // targets))
+
+    @classmethod
+    def local_round(cls, trials: int, batch_size: int, targets: int) -> int:
         """The round a target would be in if it were searched alone with its share of the batch
-        (at least two a round), after ``trials`` trials there: the single-target policy's
+        (:meth:`round_size`), after ``trials`` trials there: the single-target policy's
         schedule (templates, then the learning-rate probe, then mutations in a shrinking trust
         region) follows each target's own progress, not the sweep's round count."""
-        return trials // max(2, -(-batch_size // targets))
+        return trials // cls.round_size(batch_size, targets)
+
+    def planned(self, kinds: Mapping[str, Mapping[str, float]], base: Strategy, issued: Sequence[Observation],
+                size: int, seen: set[str], *, has_attention: bool = False) -> Strategy | None:
+        """The next strategy of the target's own round not yet tried, or None when the round's
+        plan is used up.
+
+        ``issued`` holds the target's trials in the order they were issued (scored, failed or
+        running). The round is the one the target is in (``len(issued) // size``); its plan is what
+        the single-target policy proposes for that round from the trials issued before it
+        (:meth:`BuiltinPolicy.round_plan <multi_agent_pruning.agents.policy.BuiltinPolicy.round_plan>`:
+        templates, and the learning-rate probe of the best, the probe first), with the scores known
+        now. So however the round's slots arrive, one at a time or all together, the target gets
+        the round a search of it alone would run, and the probe is not displaced by the next
+        template when a target gets one slot.
+        """
+        round_ = len(issued) // size
+        plan = self.policy.round_plan(kinds, base, list(issued[:round_ * size]), size, round_,
+                                      has_attention=has_attention, probe_first=True)
+        return next((s for s in plan if s.key() not in seen), None)
 
     def propose(self, kinds: Mapping[str, Mapping[str, float]], bases: Sequence[Strategy],
                 history: Sequence[Observation], pending: Sequence[Strategy], batch_size: int, *,
@@ -196,31 +233,38 @@ class FrontierPolicy:
                 slots: Sequence[int] | None = None) -> list[Strategy]:
         """``batch_size`` new strategies spread over the targets of ``bases``.
 
-        ``history`` holds the scored and failed strategies of every target; ``pending`` the
-        strategies still running (and any already proposed in this batch). ``slots`` overrides
-        :meth:`allocate` (the LLM path fills part of a batch first). Each target's schedule follows
-        its own progress (:meth:`local_round`), not the sweep's round count.
+        ``history`` holds the scored and failed strategies of every target in the order they were
+        issued; ``pending`` the strategies still running (and any already proposed in this batch).
+        ``slots`` overrides :meth:`allocate` (the LLM path fills part of a batch first). Each slot
+        of a target takes, in this order: an urgent transfer (a harder target's recipe that beats
+        this target's best), the next strategy of the target's own round (:meth:`planned`), the
+        best transfer not yet tried, and else a mutation from the single-target policy on the
+        target's own history and round (:meth:`local_round`).
         """
         slots = list(slots) if slots is not None else self.allocate(bases, history, pending, batch_size, dense)
         seen = {o.strategy.key() for o in history} | {s.key() for s in pending}
+        size = self.round_size(batch_size, len(bases))
         batch: list[Strategy] = []
         for index, base in enumerate(bases):
             want = slots[index]
             if want <= 0:
                 continue
+            transfers = self.ranked_transfers(index, bases, history, seen)
+            done = [o for o in history if same_target(o.strategy, base)]
             mine: list[Strategy] = []
-            for candidate in self.transfers(index, bases, history, seen)[:max(1, want // 2)]:
-                if len(mine) < want:
-                    mine.append(candidate)
-                    seen.add(candidate.key())
-            if len(mine) < want:
-                local = [o for o in history if same_target(o.strategy, base)]
-                local += [Observation(s, None) for s in [*pending, *batch, *mine] if same_target(s, base)]
-                rounds = self.local_round(len(local), batch_size, len(bases))
-                for strategy in self.policy.propose(kinds, base, local, want - len(mine), rounds,
-                                                    has_attention=has_attention):
-                    if strategy.key() not in seen:
-                        seen.add(strategy.key())
-                        mine.append(strategy)
+            while len(mine) < want:
+                issued = done + [Observation(s, None) for s in [*pending, *batch, *mine] if same_target(s, base)]
+                pick = (next((s for s, urgent in transfers if urgent and s.key() not in seen), None)
+                        or self.planned(kinds, base, issued, size, seen, has_attention=has_attention)
+                        or next((s for s, _ in transfers if s.key() not in seen), None))
+                if pick is None:
+                    rounds = self.local_round(len(issued), batch_size, len(bases))
+                    pick = next((s for s in self.policy.propose(kinds, base, issued, 1, rounds,
+                                                                has_attention=has_attention)
+                                 if s.key() not in seen), None)
+                if pick is None:
+                    break
+                seen.add(pick.key())
+                mine.append(pick)
             batch.extend(mine)
         return batch[:batch_size]

@@ -134,25 +134,50 @@ class BuiltinPolicy:
 
     def propose(self, kinds: Mapping[str, Mapping[str, float]], base: Strategy, history: Sequence[Observation],
                 batch_size: int, iteration: int, *, has_attention: bool = False) -> list[Strategy]:
-        """``batch_size`` distinct strategies never seen in ``history``."""
+        """``batch_size`` distinct strategies never seen in ``history``: the round's plan
+        (:meth:`round_plan`), then mutations of the elites."""
         seen = {obs.strategy.key() for obs in history}
-        batch: list[Strategy] = []
-        candidates = self._first_batch(kinds, base, has_attention)
-        if _scored(history):
-            # Keep exploring the prior's best templates for a few iterations, one per batch.
-            candidates = [c for c in candidates[:4] if c.key() not in seen][:1] if iteration <= 2 else []
-        for candidate in candidates:
-            if len(batch) == batch_size:
-                break
-            self._add(candidate, batch, seen)
         index = _HistoryIndex(history)
-        if _scored(history) and iteration <= 3 and len(batch) < batch_size:
-            self._add(self._lr_probe(history, base, index), batch, seen)
+        batch = self._plan(kinds, base, history, batch_size, iteration, has_attention, False, seen, index)
         attempts = 0
         while len(batch) < batch_size and attempts < 200:
             attempts += 1
             parent = self._pick_parent(history, batch, base)
             self._add(self._mutate(parent, history, kinds, iteration, attempts, index), batch, seen)
+        return batch
+
+    def round_plan(self, kinds: Mapping[str, Mapping[str, float]], base: Strategy, history: Sequence[Observation],
+                   size: int, iteration: int, *, has_attention: bool = False,
+                   probe_first: bool = False) -> list[Strategy]:
+        """The strategies of round ``iteration`` that are not mutations, at most ``size``: every
+        template while nothing is scored; then, in rounds 0-2, the most promising template not yet
+        tried (of the first four), and in rounds 0-3 the learning-rate probe of the best strategy
+        (:meth:`_lr_probe`). ``probe_first`` puts the probe before the template (the frontier
+        search, where a target may get one slot of its round: agents/frontier.py)."""
+        return self._plan(kinds, base, history, size, iteration, has_attention, probe_first,
+                          {obs.strategy.key() for obs in history}, _HistoryIndex(history))
+
+    def _plan(self, kinds, base: Strategy, history: Sequence[Observation], size: int, iteration: int,
+              has_attention: bool, probe_first: bool, seen: set[str], index: _HistoryIndex) -> list[Strategy]:
+        batch: list[Strategy] = []
+        candidates = self._first_batch(kinds, base, has_attention)
+        if not _scored(history):
+            for candidate in candidates:
+                if len(batch) == size:
+                    break
+                self._add(candidate, batch, seen)
+            return batch
+        # Keep exploring the prior's best templates for a few iterations, one per batch.
+        template = [c for c in candidates[:4] if c.key() not in seen][:1] if iteration <= 2 else []
+        probe = iteration <= 3
+        if probe and probe_first and size > 0:
+            self._add(self._lr_probe(history, base, index), batch, seen)
+            probe = False
+        for candidate in template:
+            if len(batch) < size:
+                self._add(candidate, batch, seen)
+        if probe and len(batch) < size:
+            self._add(self._lr_probe(history, base, index), batch, seen)
         return batch
 
     # -- first batch ---------------------------------------------------------------------------
