@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
 from multi_agent_pruning.cli_registry import EXIT_FAILED, EXIT_OK, command
 
@@ -38,6 +39,22 @@ def add_subcommands(sub, add_config_arguments: Callable[[argparse.ArgumentParser
     prune.add_argument("--output-dir", help="experiment directory (default: <experiment.output_dir>/<name>)")
     prune.add_argument("--address", help="Ray cluster to join ('auto', ray://..., host:port); default: local")
     prune.add_argument("--resume", action="store_true", help="continue an interrupted experiment in --output-dir")
+    prune.add_argument("--recover", action="store_true",
+                       help="after the search, recover its best strategy per target (mapruner finetune with its "
+                            "defaults: --epochs 10)")
+
+    finetune = sub.add_parser("finetune", help="final recovery of a finished run's best strategies: re-prune from the "
+                                               "dense model, distil, checkpoint every epoch")
+    finetune.add_argument("run_dir", help="the output directory of a mapruner prune run")
+    finetune.add_argument("--top-k", type=int, default=1, help="strategies recovered per target, best first (1)")
+    finetune.add_argument("--epochs", type=int, default=10, help="recovery epochs (10)")
+    finetune.add_argument("--lr", type=float, help="peak AdamW learning rate (default: each strategy's searched rate)")
+    finetune.add_argument("--kd-weight", type=float, default=0.5, help="distillation weight from the dense model (0.5)")
+    finetune.add_argument("--ema-decay", type=float, help="keep an EMA of the weights with this decay (e.g. 0.999)")
+    finetune.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up epochs (1)")
+    finetune.add_argument("--batch-size", type=int, help="training batch size (default: the run's fine-tune batch size)")
+    finetune.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the run's hardware.device)")
+    finetune.add_argument("--resume", action="store_true", help="continue interrupted recoveries from their checkpoints")
 
     compare = sub.add_parser("compare", help="compare methods at the same trial budget, seeds and fine-tune budget")
     _add_run_arguments(compare, add_config_arguments)
@@ -95,6 +112,10 @@ def _prune(args: argparse.Namespace) -> int:
 
     cfg = _load(args, _run_overrides(args))
     summary = run_experiment(cfg, output_dir=args.output_dir, resume=args.resume, address=args.address)
+    if args.recover and summary.get("final_accuracy") is not None:
+        from multi_agent_pruning.orchestrator.recover import finetune_run
+
+        summary = {**summary, **finetune_run(summary["output_dir"], resume=args.resume)}
     print(format_summary(summary))
     print(json.dumps({"summary": str(summary["output_dir"]) + "/summary.json"}))
     return EXIT_OK if summary.get("final_accuracy") is not None else EXIT_FAILED
@@ -123,9 +144,30 @@ def format_summary(summary: dict) -> str:
         lines[4:4] = [f"  {e['target']:<24} top-1 {pct(e['final_accuracy']):>6}   MACs -{pct(e['macs_reduction']):>6}   "
                       f"params -{pct(e['params_reduction']):>6}   {e['trials']['ok']}/{e['trials']['total']} ok"
                       for e in summary["frontier"]]
+    for entry in summary.get("recoveries") or []:
+        lines.append(f"recovered       {entry['target']} #{entry['rank']} ({entry['source_trial_id']}): top-1 "
+                     f"{pct(entry['final_accuracy'])} after {entry['epochs']} epochs (proxy {pct(entry['proxy_accuracy'])})"
+                     f"   {entry['model_path'] or entry.get('error')}")
     if summary.get("error"):
         lines.append(f"error           {summary['error']}")
     return "\n".join(lines)
+
+
+@command("finetune")
+def _finetune(args: argparse.Namespace) -> int:
+    import json
+
+    from multi_agent_pruning.orchestrator.recover import finetune_run
+
+    summary = finetune_run(args.run_dir, top_k=args.top_k, epochs=args.epochs, lr=args.lr, kd_weight=args.kd_weight,
+                           ema_decay=args.ema_decay, warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
+                           resume=args.resume, device=args.device)
+    for entry in summary["recoveries"]:
+        print(f"{entry['target']:<24} #{entry['rank']} {entry['source_trial_id']}: proxy {entry['proxy_accuracy']:.4f} "
+              f"-> recovered {'-' if entry['final_accuracy'] is None else format(entry['final_accuracy'], '.4f')} "
+              f"({entry['epochs']} epochs)  {entry['model_path'] or entry.get('error')}")
+    print(json.dumps({"summary": str(Path(args.run_dir).resolve() / "summary.json")}))
+    return EXIT_OK if all(e["status"] == "ok" for e in summary["recoveries"]) else EXIT_FAILED
 
 
 @command("compare")

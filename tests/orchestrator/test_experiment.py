@@ -8,6 +8,7 @@ import pytest
 
 from multi_agent_pruning.exceptions import ConfigurationError
 from multi_agent_pruning.orchestrator.experiment import run_experiment
+from multi_agent_pruning.orchestrator.recover import finetune_run
 from multi_agent_pruning.results import ResultStore
 
 SUMMARY_KEYS = {"final_accuracy", "params_reduction", "macs_reduction", "convergence_iterations",
@@ -36,6 +37,21 @@ def test_search_end_to_end(local_ray, fast_config, tmp_path):
     with pytest.raises(ConfigurationError, match="different experiment"):
         run_experiment(fast_config("experiment.name=other"), output_dir=out, progress=False)
     assert len(ResultStore(out / "results").rows()) == 3
+    # The final recovery of the finished run (mapruner finetune; killed and resumed in
+    # tests/reliability/test_finetune_resume.py): the two best strategies, ranked as the summary ranks.
+    with pytest.raises(ConfigurationError, match="holds no mapruner run"):
+        finetune_run(tmp_path)
+    with pytest.raises(ConfigurationError, match="recovery.epochs"):
+        finetune_run(out, epochs=0)
+    recovered = finetune_run(out, top_k=2, epochs=1, batch_size=256, kd_weight=0.0)
+    ranked = sorted(rows, key=lambda r: (-r.top1_after, r.macs))
+    assert [(e["rank"], e["source_trial_id"]) for e in recovered["recoveries"]] == \
+        [(1, ranked[0].trial_id), (2, ranked[1].trial_id)]
+    assert recovered["recovered"]["source_trial_id"] == summary["best_trial_id"]
+    finals = ResultStore(out / "results").rows(stage="final")
+    assert sorted(r.source_trial_id for r in finals) == sorted(r.trial_id for r in ranked[:2])
+    assert all(r.recovery_epochs == 1 and r.status == "ok" and r.top1_after is not None for r in finals)
+    assert len(ResultStore(out / "results").rows()) == 3  # readers get the search rows unless asked
 
 
 def test_resume_with_nothing_to_resume_is_bad_input(fast_config, tmp_path):

@@ -20,7 +20,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "results-schema.md"
 
 def test_dataclass_fields_equal_schema_columns_in_order():
     assert [f.name for f in dataclasses.fields(TrialResult)] == RESULT_SCHEMA.names
-    assert len(RESULT_SCHEMA) == 50  # version 2 added base_top1
+    assert len(RESULT_SCHEMA) == 53  # version 2 added base_top1, version 3 stage, source_trial_id, recovery_epochs
 
 
 def test_required_fields_are_the_non_nullable_columns_without_defaults():
@@ -29,7 +29,7 @@ def test_required_fields_are_the_non_nullable_columns_without_defaults():
     non_nullable = {f.name for f in RESULT_SCHEMA if not f.nullable}
     assert required == {"experiment", "run", "method", "model", "dataset", "seed", "trial_id", "iteration",
                         "strategy_json", "target_kind", "status"}
-    assert non_nullable == required | {"versions_json", "schema_version"}
+    assert non_nullable == required | {"versions_json", "schema_version", "stage"}
 
 
 def test_every_field_is_documented_and_schema_carries_its_version():
@@ -115,7 +115,9 @@ def test_rejected_row_from_text_without_strategy():
     ({"strategy_json": "[1, 2]"}, "strategy_json: must be a JSON object"),
     ({"started_at": dt.datetime(2025, 1, 1)}, "started_at: must be a timezone-aware datetime"),
     ({"finished_at": dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)}, "finished_at: must not be before"),
-    ({"schema_version": 0}, "schema_version: must be the current version 2 (got 0)"),
+    ({"schema_version": 0}, "schema_version: must be the current version 3 (got 0)"),
+    ({"stage": "rung"}, "stage: must be one of search, final (got 'rung')"),
+    ({"stage": "final"}, "source_trial_id: must name the recovered search trial when stage is final"),
     ({"global_pruning": 1}, "global_pruning: must be true or false (got 1)"),
 ])
 def test_validation_names_the_field(make_ok, changes, expected):

@@ -105,17 +105,39 @@ def test_an_upgrade_step_can_only_be_registered_once(upgrade_zero):
 
 def test_version_one_rows_upgrade_without_a_dense_accuracy(tmp_path, make_ok):
     """Version 2 added ``base_top1``: a version-1 file (written before it) still loads, with the
-    column null (never a made-up value), next to current rows that have it."""
-    assert SCHEMA_VERSION == 2
-    old = pa.Table.from_pylist([make_ok(trial_id="v1").to_row()], schema=RESULT_SCHEMA).drop_columns(["base_top1"])
+    column null (never a made-up value), next to current rows that have it; version 3 then makes
+    it a search row."""
+    assert SCHEMA_VERSION == 3
+    old = pa.Table.from_pylist([make_ok(trial_id="v1").to_row()], schema=RESULT_SCHEMA).drop_columns(
+        ["base_top1", "stage", "source_trial_id", "recovery_epochs"])
     old = old.set_column(old.column_names.index("schema_version"), "schema_version", pa.array([1]))
     new = upgrade_table(old)
     assert new.schema.equals(RESULT_SCHEMA, check_metadata=True)
-    assert new.column("base_top1").to_pylist() == [None] and new.column("schema_version").to_pylist() == [2]
+    assert new.column("base_top1").to_pylist() == [None] and new.column("schema_version").to_pylist() == [3]
+    assert new.column("stage").to_pylist() == ["search"] and new.column("source_trial_id").to_pylist() == [None]
     assert new.column("top1_after").to_pylist() == [0.93]
     store = ResultStore(tmp_path)
     (written,) = store.append(make_ok(trial_id="v2", base_top1=0.97))
     pq.write_table(old, written.parent / "part-legacy.parquet")
     rows = {r.trial_id: r for r in store.rows()}
     assert (rows["v1"].base_top1, rows["v2"].base_top1) == (None, 0.97)
-    assert store.last_read_report.skipped == []
+
+
+def test_final_rows_are_read_only_when_asked_for(tmp_path, make_ok):
+    """Version 3: the final recoveries share the table; every reader gets the search rows unless
+    it asks for another stage, so no statistic mixes a 30-epoch recovery with a proxy trial."""
+    store = ResultStore(tmp_path)
+    store.append([make_ok(trial_id="s1"), make_ok(trial_id="final-s1", stage="final", source_trial_id="s1",
+                                                    recovery_epochs=3, top1_after=0.97)])
+    assert [r.trial_id for r in store.rows()] == ["s1"] and store.count() == 1
+    (final,) = store.rows(stage="final")
+    assert (final.source_trial_id, final.recovery_epochs, final.top1_after) == ("s1", 3, 0.97)
+    assert len(store.rows(stage=None)) == 2 and store.trial_ids(final.experiment) == {"s1", "final-s1"}
+    with pytest.raises(ResultStoreError, match="stage filter must be one of search, final"):
+        store.read(stage="rung")
+    # A version-2 file: all search rows.
+    v2 = pa.Table.from_pylist([make_ok(trial_id="old").to_row()], schema=RESULT_SCHEMA).drop_columns(
+        ["stage", "source_trial_id", "recovery_epochs"])
+    v2 = v2.set_column(v2.column_names.index("schema_version"), "schema_version", pa.array([2]))
+    pq.write_table(v2, next(tmp_path.rglob("*.parquet")).parent / "part-v2.parquet")
+    assert sorted(r.trial_id for r in store.rows()) == ["old", "s1"]

@@ -15,6 +15,7 @@ from multi_agent_pruning.exceptions import ConfigurationError, ResultStoreError,
 from multi_agent_pruning.reports.data import (escape, header_facts, macs_scale, prepare_frame, reference_series,
                                               series_order)
 from multi_agent_pruning.reports.figures import build_figures
+from multi_agent_pruning.reports.recovery import recovery_section
 from multi_agent_pruning.reports.tables import (area_per_run_table, best_per_run_table, failures_table,
                                                 frontier_table, friedman_text, statistics_table)
 from multi_agent_pruning.results import ResultStore
@@ -121,8 +122,12 @@ def _header(facts: dict[str, Any], source: str, regenerate: str) -> str:
 
 
 def render_report_html(table: Any, *, title: str | None = None, source: str = "", regenerate: str = "",
-                       generated_at: dt.datetime | None = None, seed: int = 0, n_resamples: int = 10_000) -> str:
+                       generated_at: dt.datetime | None = None, seed: int = 0, n_resamples: int = 10_000,
+                       final: Any = None) -> str:
     """The whole report page for ``table`` (pyarrow Table or DataFrame of results rows).
+
+    ``final`` holds the final recoveries (rows with stage ``final``, ``mapruner finetune``):
+    with any, the page has a section comparing them with their search trials.
 
     Only the footer's generation time depends on anything but the arguments.
     """
@@ -146,6 +151,7 @@ def render_report_html(table: Any, *, title: str | None = None, source: str = ""
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{escape(title)}</title>",
         f"<style>{_CSS}</style>", f'<script type="text/javascript">{get_plotlyjs()}</script>', "</head><body>",
         f"<header><h1>{escape(title)}</h1>{_header(facts, source, regenerate)}</header>", *sections,
+        recovery_section(frame, final, _figure_div) if final is not None and len(final) else "",
         _statistics_section(frame, stats, n_resamples, seed, sweep),
         f'<section id="failures"><h2>Failed and rejected trials</h2>{failures_table(frame)}</section>',
         f"<footer>Generated {escape(when)} by multi_agent_pruning from the results table alone.</footer>",
@@ -192,7 +198,8 @@ def write_report(results_dir: str | os.PathLike[str], output: str | os.PathLike[
     target = Path(output) if output else root.parent / "report.html"
     command = ["mapruner", "report", str(results_dir)] + (["--experiment", experiment] if experiment else [])
     command += ["-o", str(output)] if output else []
-    html = render_report_html(table, title=title, source=str(root), regenerate=shlex.join(command))
+    html = render_report_html(table, title=title, source=str(root), regenerate=shlex.join(command),
+                              final=store.read(experiment=experiment, stage="final"))
     try:
         return atomic_write(target, html)
     except OSError as err:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from multi_agent_pruning.results.schema import COLUMNS, SCHEMA_VERSION, STATUSES, TARGET_KINDS
+from multi_agent_pruning.results.schema import COLUMNS, SCHEMA_VERSION, STAGES, STATUSES, TARGET_KINDS
 
 __all__ = ["check_row"]
 
@@ -84,6 +84,11 @@ def _check_values(row: Mapping[str, Any]) -> Iterator[str]:
                 yield _issue(name, "must be null when status is ok", row[name])
     elif not row.get("error"):
         yield _issue("error", f"must describe why the trial is {row['status']}", row.get("error"))
+    if row.get("stage") not in STAGES:
+        yield _issue("stage", f"must be one of {', '.join(STAGES)}", row.get("stage"))
+    elif row["stage"] == "final" and not row.get("source_trial_id"):
+        yield _issue("source_trial_id", "must name the recovered search trial when stage is final",
+                     row.get("source_trial_id"))
     if row.get("target_kind") not in TARGET_KINDS:
         yield _issue("target_kind", f"must be one of {', '.join(TARGET_KINDS)}", row.get("target_kind"))
     if row.get("schema_version") != SCHEMA_VERSION:

@@ -11,14 +11,16 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "TARGET_KINDS", "COLUMNS", "ColumnSpec", "RESULT_SCHEMA",
+__all__ = ["SCHEMA_VERSION", "STAGES", "STATUSES", "TARGET_KINDS", "COLUMNS", "ColumnSpec", "RESULT_SCHEMA",
            "schema_markdown"]
 
 #: Bumped whenever a column is added, removed, renamed or changes meaning or type; every bump
 #: comes with an upgrade function from the previous version (see ``results.upgrade``).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 STATUSES = ("ok", "failed", "rejected")
+#: ``search``: a trial of a search; ``final``: the final recovery of a searched strategy.
+STAGES = ("search", "final")
 TARGET_KINDS = ("macs", "params")
 
 _STR, _INT, _FLOAT, _BOOL = pa.string(), pa.int64(), pa.float64(), pa.bool_()
@@ -58,6 +60,13 @@ COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("seed", _INT, "", "Random seed of the trial."),
     ColumnSpec("trial_id", _STR, "", "Identifier of the trial, unique within an experiment."),
     ColumnSpec("iteration", _INT, "", "Search iteration (batch of proposals) that produced the trial; for Optuna methods the Optuna trial number."),
+    ColumnSpec("stage", _STR, "", "`search`: a trial of the search (a short fine-tune ranks the strategy); "
+               "`final`: the final recovery of a searched strategy by `mapruner finetune` (re-pruned from "
+               "the dense model, recovered for `recovery_epochs`). Readers return search rows unless asked."),
+    ColumnSpec("source_trial_id", _STR, "", "For a `final` row: the search trial whose strategy was "
+               "recovered (its `top1_after` is the proxy accuracy).", "a search row"),
+    ColumnSpec("recovery_epochs", _INT, "epochs", "For a `final` row: the epochs of the recovery that ended "
+               "(all of them when the row is ok).", "a search row"),
     # -- strategy ------------------------------------------------------------------------
     ColumnSpec("strategy_json", _STR, "", "The full strategy as canonical JSON (sorted keys); "
                "`{}` when the trial failed before a strategy existed."),

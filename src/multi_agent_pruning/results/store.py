@@ -23,7 +23,7 @@ from multi_agent_pruning.results._files import (describe_os_error, list_part_fil
 from multi_agent_pruning.results._loading import (REPLACES_KEY, VANISHED, LoadedFile, SkippedFile, load_files,
                                                   without_replaced)
 from multi_agent_pruning.results._validate import check_row
-from multi_agent_pruning.results.schema import RESULT_SCHEMA, STATUSES
+from multi_agent_pruning.results.schema import RESULT_SCHEMA, STAGES, STATUSES
 from multi_agent_pruning.results.trial import TrialResult
 
 __all__ = ["ResultStore", "ReadReport", "SkippedFile", "SkippedRow"]
@@ -128,8 +128,12 @@ class ResultStore:
 
     # -- reading ---------------------------------------------------------------------------
     def read(self, experiment: str | None = None, method: str | None = None,
-             status: str | None = None) -> pa.Table:
+             status: str | None = None, stage: str | None = "search") -> pa.Table:
         """All rows matching the filters, upgraded to ``RESULT_SCHEMA``.
+
+        ``stage`` is ``"search"`` by default: the search's trials, which every statistic, report
+        and resume reads; ``"final"`` gives the final recoveries (``mapruner finetune``), None
+        both.
 
         Unreadable files, and rows that break the schema's rules (a top-1 of 1.5, a
         ``strategy_json`` that is not JSON: the store never writes such rows, so the file was
@@ -138,6 +142,8 @@ class ResultStore:
         """
         if status is not None and status not in STATUSES:
             raise ResultStoreError(f"status filter must be one of {', '.join(STATUSES)}, got {status!r}")
+        if stage is not None and stage not in STAGES:
+            raise ResultStoreError(f"stage filter must be one of {', '.join(STAGES)}, got {stage!r}")
         for _attempt in range(3):
             files = list_part_files(self.root, experiment, method)
             loaded, skipped = load_files(files)
@@ -147,7 +153,7 @@ class ResultStore:
         invalid: list[SkippedRow] = []
         tables = [_valid_rows(item, invalid) for item in without_replaced(loaded)]
         table = pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
-        table = _filter(table, experiment=experiment, method=method, status=status).sort_by(_SORT_KEYS)
+        table = _filter(table, experiment=experiment, method=method, status=status, stage=stage).sort_by(_SORT_KEYS)
         self.last_read_report = ReadReport(files_read=len(loaded), rows=table.num_rows, skipped=skipped,
                                            invalid_rows=invalid)
         if skipped:
@@ -160,32 +166,33 @@ class ResultStore:
         return table
 
     def to_pandas(self, experiment: str | None = None, method: str | None = None,
-                  status: str | None = None) -> Any:
+                  status: str | None = None, stage: str | None = "search") -> Any:
         """:meth:`read` as a pandas DataFrame; integer and boolean columns keep nullable dtypes."""
         import pandas as pd
 
         mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
-        return self.read(experiment, method, status).to_pandas(types_mapper=mapping.get)
+        return self.read(experiment, method, status, stage).to_pandas(types_mapper=mapping.get)
 
     def rows(self, experiment: str | None = None, method: str | None = None,
-             status: str | None = None) -> list[TrialResult]:
+             status: str | None = None, stage: str | None = "search") -> list[TrialResult]:
         """:meth:`read` as ``TrialResult`` objects."""
-        return [TrialResult.from_row(row) for row in self.read(experiment, method, status).to_pylist()]
+        return [TrialResult.from_row(row) for row in self.read(experiment, method, status, stage).to_pylist()]
 
-    def count(self, experiment: str | None = None, method: str | None = None, status: str | None = None) -> int:
+    def count(self, experiment: str | None = None, method: str | None = None, status: str | None = None,
+              stage: str | None = "search") -> int:
         """Number of rows matching the filters."""
-        return self.read(experiment, method, status).num_rows
+        return self.read(experiment, method, status, stage).num_rows
 
     def experiments(self) -> list[str]:
         """Names of the experiments that have data files, sorted."""
         return sorted({partition_value(path.parent.parent) for path in list_part_files(self.root)})
 
     def trial_ids(self, experiment: str) -> set[str]:
-        """Trial ids of every row (any status) of ``experiment``."""
-        return set(self.read(experiment).column("trial_id").to_pylist())
+        """Trial ids of every row (any status, any stage) of ``experiment``."""
+        return set(self.read(experiment, stage=None).column("trial_id").to_pylist())
 
     def duckdb_query(self, sql: str, experiment: str | None = None, method: str | None = None,
-                     status: str | None = None) -> pa.Table:
+                     status: str | None = None, stage: str | None = "search") -> pa.Table:
         """Runs ``sql`` with the (filtered) rows registered as the DuckDB table ``trials``.
 
         Raises:
@@ -196,7 +203,7 @@ class ResultStore:
         except ImportError:
             raise ResultStoreError("duckdb_query needs the duckdb package: pip install duckdb "
                                    "(it is part of the dev extras)") from None
-        table = self.read(experiment, method, status)
+        table = self.read(experiment, method, status, stage)
         connection = duckdb.connect()
         try:
             connection.register("trials", table)

@@ -115,6 +115,9 @@ class TrialResult:
     seed: int
     trial_id: str
     iteration: int
+    stage: str = "search"
+    source_trial_id: str | None = None
+    recovery_epochs: int | None = None
     strategy_json: str
     importance: str | None = None
     global_pruning: bool | None = None

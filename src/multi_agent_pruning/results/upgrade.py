@@ -117,3 +117,12 @@ def _set_version(table: pa.Table, version: int) -> pa.Table:
 def _add_base_top1(table: pa.Table) -> pa.Table:
     """Version 2 added ``base_top1`` (the dense model's top-1); version-1 rows have none."""
     return add_null_columns(table, [RESULT_SCHEMA.field("base_top1")])
+
+
+@register_upgrade(2)
+def _add_stage(table: pa.Table) -> pa.Table:
+    """Version 3 added ``stage`` (every earlier row is a search trial), ``source_trial_id`` and
+    ``recovery_epochs`` (null on search rows)."""
+    if "stage" not in table.column_names:
+        table = table.append_column(RESULT_SCHEMA.field("stage"), pa.array(["search"] * table.num_rows, pa.string()))
+    return add_null_columns(table, [RESULT_SCHEMA.field("source_trial_id"), RESULT_SCHEMA.field("recovery_epochs")])
