@@ -107,3 +107,4 @@ def test_bad_settings_and_checkpoints_are_refused_by_name(pruned, trained_tiny_r
     (tmp_path / "b" / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read the recovery checkpoint"):
         _run(pruned, None, digits, tmp_path / "b", config, resume=True)
+

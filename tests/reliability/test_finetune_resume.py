@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from multi_agent_pruning.core.recovery import CHECKPOINT_FILE
 from multi_agent_pruning.orchestrator.experiment import run_experiment
@@ -82,3 +83,47 @@ def test_finetune_killed_after_one_epoch_resumes_without_losing_or_repeating_one
     again = finetune_run(run_dir, epochs=3, batch_size=256)
     assert len(ResultStore(run_dir / "results").rows(stage="final")) == 1
     assert again["recovered"]["final_accuracy"] == final.top1_after
+
+
+def test_data_parallel_recovery_with_two_gloo_workers(local_ray, tmp_path):
+    """hardware.distributed: the recovery across two Ray Train workers (gloo on CPU) with DDP."""
+    from multi_agent_pruning.core.distributed import DistributedSettings, distributed_recover
+    from multi_agent_pruning.core.engine import apply_strategy
+    from multi_agent_pruning.core.evaluation import evaluate
+    from multi_agent_pruning.core.recovery import RecoveryConfig
+    from multi_agent_pruning.core.strategy import Strategy
+    from multi_agent_pruning.data import create_loaders, load_dataset
+    from multi_agent_pruning.testing.tiny import TinyResNet, calibration_batches, train_briefly
+
+    digits = load_dataset("digits")
+    torch.manual_seed(0)
+    trained_tiny_resnet = train_briefly(TinyResNet(), digits)
+
+    def pruned():
+        return apply_strategy(trained_tiny_resnet, Strategy(importance="l2", target_reduction=0.6, global_pruning=False),
+                              torch.randn(1, 1, 16, 16), calibration=calibration_batches(digits)).model
+
+    def _loaders(data):
+        _, val = create_loaders(data, 256)
+        return None, val
+
+    model = pruned()
+    _, val = _loaders(digits)
+    before = evaluate(model, val, device="cpu")["top1"]
+    config = RecoveryConfig(epochs=2, lr=3e-3, warmup_epochs=0.5, kd_weight=0.5, batch_size=32, seed=3)
+    settings = DistributedSettings(world_size=2, backend="gloo", cpus_per_worker=1.0)
+    result = distributed_recover(model, digits.train, digits.val, config, settings,
+                                 checkpoint_dir=str(tmp_path / "ckpt"), teacher=trained_tiny_resnet,
+                                 storage_path=str(tmp_path / "ray"))
+    per_rank = len(digits.train) // 2  # DistributedSampler with drop_last: each worker's shard
+    assert result.world_size == 2 and result.epochs == 2
+    assert [e["steps"] for e in result.history] == [per_rank // 32] * 2
+    assert (tmp_path / "ckpt" / CHECKPOINT_FILE).exists()
+    # Rank 0's weights came back: the model evaluates as the workers measured it.
+    assert evaluate(model, val, device="cpu")["top1"] == pytest.approx(result.top1)
+    assert result.top1 > before + 0.05, (before, result.top1)
+    # The workers continue from the checkpoint they find: a finished one trains nothing more.
+    again = distributed_recover(pruned(), digits.train, digits.val, config, settings,
+                                checkpoint_dir=str(tmp_path / "ckpt"), teacher=trained_tiny_resnet,
+                                storage_path=str(tmp_path / "ray"))
+    assert again.resumed_from == 2 and again.top1 == result.top1

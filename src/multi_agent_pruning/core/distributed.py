@@ -28,7 +28,7 @@ from multi_agent_pruning.core.evaluation import Deadline
 from multi_agent_pruning.core.training import FineTuneConfig, fine_tune, set_gradient_checkpointing
 from multi_agent_pruning.exceptions import PruningError, TrialTimeoutError
 
-__all__ = ["DistributedSettings", "distributed_fine_tune"]
+__all__ = ["DistributedSettings", "distributed_fine_tune", "distributed_recover"]
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,104 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in inner.state_dict().items()},
                       os.path.join(tmp, "model.safetensors"))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+    else:
+        ray.train.report(metrics)
+
+
+def distributed_recover(model: nn.Module, train_dataset: Any, val_dataset: Any, config: Any,
+                        settings: DistributedSettings, *, checkpoint_dir: str, teacher: nn.Module | None = None,
+                        storage_path: str | None = None, max_failures: int = 2) -> Any:
+    """The final recovery (:func:`~multi_agent_pruning.core.recovery.recover`) data-parallel across
+    ``settings.world_size`` Ray Train workers; ``model`` gets the recovered weights.
+
+    Every worker runs the same epochs on its shard of ``train_dataset`` (a ``DistributedSampler``
+    seeded with ``config.seed`` and set to the epoch, so the order stays a function of the seed and
+    the epoch) with the model wrapped in DistributedDataParallel; ``config.batch_size`` is per
+    worker. Rank 0 writes the checkpoint after every epoch into ``checkpoint_dir``, which must be
+    on storage every worker's node can read (the same path on a cluster's shared filesystem). The
+    workers always continue from a checkpoint found there (the caller decides whether one may be
+    there), so a worker lost mid-run is replaced by Ray Train (``max_failures``) and the run goes
+    on after the last finished epoch.
+
+    Returns:
+        Rank 0's :class:`~multi_agent_pruning.core.recovery.RecoveryResult`.
+
+    Raises:
+        PruningError: The run failed (after ``max_failures`` restarts).
+    """
+    import json
+
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from multi_agent_pruning.core.recovery import RecoveryResult
+
+    storage = storage_path or tempfile.mkdtemp(prefix="mapruner-recovery-")
+    loop_config = {
+        "model": ray.put(model.cpu()), "teacher": ray.put(teacher.cpu()) if teacher is not None else None,
+        "train": ray.put(train_dataset), "val": ray.put(val_dataset), "config": config.model_dump(),
+        "checkpoint_dir": str(checkpoint_dir), "gradient_checkpointing": settings.gradient_checkpointing,
+    }
+    trainer = TorchTrainer(
+        _recovery_worker, train_loop_config=loop_config,
+        torch_config=TorchConfig(backend=settings.backend),
+        scaling_config=ScalingConfig(num_workers=settings.world_size, use_gpu=settings.use_gpu,
+                                     resources_per_worker={"CPU": settings.cpus_per_worker}),
+        run_config=RunConfig(name=f"recovery-{os.getpid()}-{id(model)}", storage_path=storage,
+                             failure_config=FailureConfig(max_failures=max_failures)),
+    )
+    result = trainer.fit()
+    if result.error is not None or result.checkpoint is None:
+        raise PruningError(f"data-parallel recovery failed: {result.error}")
+    with result.checkpoint.as_directory() as directory:
+        state = load_file(os.path.join(directory, "model.safetensors"))
+        with open(os.path.join(directory, "result.json")) as handle:
+            summary = json.load(handle)
+    model.load_state_dict(state)
+    model.eval()
+    return RecoveryResult(**summary)
+
+
+def _recovery_worker(loop_config: dict[str, Any]) -> None:
+    import dataclasses
+    import json
+
+    import ray
+    import ray.train
+    import ray.train.torch
+    from torch.utils.data import DistributedSampler
+
+    from multi_agent_pruning.core.recovery import RecoveryConfig, recover
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    config = RecoveryConfig(**loop_config["config"])
+    model = ray.get(loop_config["model"])
+    if loop_config["gradient_checkpointing"]:
+        set_gradient_checkpointing(model)
+    teacher = ray.get(loop_config["teacher"]) if loop_config["teacher"] is not None else None
+    train, val = ray.get(loop_config["train"]), ray.get(loop_config["val"])
+
+    def train_loader_for(epoch: int) -> DataLoader:
+        sampler = DistributedSampler(train, num_replicas=world, rank=rank, shuffle=True, seed=config.seed,
+                                     drop_last=True)
+        sampler.set_epoch(epoch)
+        return DataLoader(train, batch_size=config.batch_size, sampler=sampler,
+                          drop_last=len(sampler) > config.batch_size)
+
+    result = recover(model, train_loader_for, DataLoader(val, batch_size=256), config,
+                     checkpoint_dir=loop_config["checkpoint_dir"], teacher=teacher, resume=True,
+                     device=ray.train.torch.get_device(), parallel=ray.train.torch.prepare_model,
+                     writer=rank == 0)
+    metrics = {"epochs": result.epochs, "top1": result.top1, "world_size": world}
+    if rank == 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                      os.path.join(tmp, "model.safetensors"))
+            with open(os.path.join(tmp, "result.json"), "w") as handle:
+                json.dump({**dataclasses.asdict(result), "world_size": world}, handle)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     else:
         ray.train.report(metrics)

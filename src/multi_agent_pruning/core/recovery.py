@@ -92,12 +92,14 @@ class RecoveryResult:
     resumed_from: int = 0
     seconds: float = 0.0
     ema: bool = False
+    world_size: int = 1
 
 
 def recover(model: nn.Module, train_loader_for: Callable[[int], Any], val_loader: Any, config: RecoveryConfig, *,
             checkpoint_dir: str | Path, teacher: nn.Module | None = None, resume: bool = False,
             device: str | torch.device | None = None, progress: bool = False,
-            on_epoch: Callable[[dict[str, Any]], None] | None = None) -> RecoveryResult:
+            on_epoch: Callable[[dict[str, Any]], None] | None = None,
+            parallel: Callable[[nn.Module], nn.Module] | None = None, writer: bool = True) -> RecoveryResult:
     """Recovers ``model`` in place (it ends as the evaluated model: the EMA weights when enabled).
 
     Args:
@@ -112,6 +114,10 @@ def recover(model: nn.Module, train_loader_for: Callable[[int], Any], val_loader
         resume: Continue from the checkpoint in ``checkpoint_dir`` (none there: start at epoch 1).
         progress: A progress bar over the steps of all epochs.
         on_epoch: Called with each epoch's entry after its checkpoint is written.
+        parallel: Wraps the model for training after any checkpoint is loaded (Ray Train's
+            ``prepare_model``: DistributedDataParallel); the checkpoint and the EMA keep the
+            unwrapped model (:func:`~multi_agent_pruning.core.distributed.distributed_recover`).
+        writer: Whether this process writes the checkpoint (rank 0 of a data-parallel run).
 
     Raises:
         ConfigurationError: KD without a teacher, an empty loader.
@@ -141,6 +147,7 @@ def recover(model: nn.Module, train_loader_for: Callable[[int], Any], val_loader
     if resume and path.exists():
         start_epoch, history, rng_state = _load(path, config, model, optimizer, schedule, ema, device)
         logger.info("resuming the recovery after epoch %d of %d (%s)", start_epoch, config.epochs, path)
+    trained = parallel(model) if parallel is not None else model
     began = time.perf_counter()
     rng_devices = [device.index or 0] if device.type == "cuda" else []
     evaluated = ema.module if ema is not None else model
@@ -152,15 +159,16 @@ def recover(model: nn.Module, train_loader_for: Callable[[int], Any], val_loader
             torch.manual_seed(config.seed)
         for epoch in range(start_epoch, config.epochs):
             epoch_began = time.perf_counter()
-            losses = _train_epoch(model, train_loader_for(epoch), teacher, optimizer, schedule, ema, config,
-                                  device, bar, epoch)
+            losses = _train_epoch(trained, model, train_loader_for(epoch), teacher, optimizer, schedule, ema,
+                                  config, device, bar, epoch)
             metrics = evaluate(evaluated, val_loader, device=device)
             entry = {"epoch": epoch + 1, "train_loss": sum(losses) / len(losses), "steps": len(losses),
                      "lr_end": optimizer.param_groups[0]["lr"], "top1": metrics["top1"],
                      "top5": metrics.get("top5"), "loss": metrics.get("loss"),
                      "seconds": time.perf_counter() - epoch_began}
             history.append(entry)
-            _save(path, config, epoch + 1, history, model, optimizer, schedule, ema)
+            if writer:
+                _save(path, config, epoch + 1, history, model, optimizer, schedule, ema)
             bar.set_postfix(epoch=epoch + 1, top1=f"{metrics['top1']:.4f}", refresh=False)
             logger.info("recovery epoch %d/%d: loss %.4f, top-1 %.4f", epoch + 1, config.epochs,
                         entry["train_loss"], metrics["top1"])
@@ -174,13 +182,14 @@ def recover(model: nn.Module, train_loader_for: Callable[[int], Any], val_loader
                           resumed_from=start_epoch, seconds=time.perf_counter() - began, ema=ema is not None)
 
 
-def _train_epoch(model, loader, teacher, optimizer, schedule, ema, config: RecoveryConfig, device, bar,
+def _train_epoch(trained, model, loader, teacher, optimizer, schedule, ema, config: RecoveryConfig, device, bar,
                  epoch: int) -> list[float]:
-    model.train()
+    """One epoch: ``trained`` is the module called (``model`` itself, or its DDP wrapper)."""
+    trained.train()
     losses: list[float] = []
     for inputs, targets in loader:
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        logits = logits_of(model(inputs))
+        logits = logits_of(trained(inputs))
         loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
         if teacher is not None:
             with torch.no_grad():
@@ -193,7 +202,7 @@ def _train_epoch(model, loader, teacher, optimizer, schedule, ema, config: Recov
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.gradient_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.gradient_clip)
+            nn.utils.clip_grad_norm_(trained.parameters(), config.gradient_clip)
         optimizer.step()
         schedule.step()
         if ema is not None:

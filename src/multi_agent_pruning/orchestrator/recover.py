@@ -19,7 +19,10 @@ teacher, optional EMA, a checkpoint after every epoch). Then:
 
 An interrupted recovery continues with ``resume=True`` (``--resume``) after its last finished
 epoch, with no epoch lost or repeated; a strategy whose final row is already stored for the same
-settings is not recovered again.
+settings is not recovered again. With ``hardware.distributed`` (``enabled``, ``world_size`` > 1)
+the recovery runs data-parallel across Ray Train workers
+(:func:`~multi_agent_pruning.core.distributed.distributed_recover`, ``batch_size`` per worker);
+the run directory must then be on storage every node can read.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import torch
 
 from multi_agent_pruning.agents.execution import PruningAgent
 from multi_agent_pruning.config import ExperimentConfig, load_config_dict
+from multi_agent_pruning.core.distributed import DistributedSettings, distributed_recover
 from multi_agent_pruning.core.evaluation import evaluate, resolve_device
 from multi_agent_pruning.core.recovery import CHECKPOINT_FILE, RecoveryConfig, recover
 from multi_agent_pruning.core.serialization import save_pruned_model
@@ -106,9 +110,6 @@ def finetune_run(run_dir: str | os.PathLike[str], *, top_k: int = 1, epochs: int
     settings = {"epochs": epochs, "kd_weight": kd_weight, "ema_decay": ema_decay, "warmup_epochs": warmup_epochs,
                 "batch_size": batch_size or ft_batch, "seed": cfg.experiment.seed}
     RecoveryConfig.build(**settings, lr=lr or 1e-3)  # every setting checked before any work
-    if cfg.hardware.distributed.enabled and cfg.hardware.distributed.world_size > 1:
-        logger.warning("hardware.distributed is enabled, but the final recovery runs in one process for now "
-                       "(data-parallel recovery through Ray Train is not implemented yet)")
     done = {r.trial_id: r for r in store.rows(experiment=cfg.experiment.name, method=method, stage="final")}
     context = build_context(cfg, method=method, run=0)
     if device is not None:
@@ -187,9 +188,14 @@ def _recover_one(context: TrialContext, row: TrialResult, config: RecoveryConfig
             if kill_after and entry["epoch"] == kill_after:  # the test hook (module constant)
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        result = recover(model, train_loader_for, val_loader, config, checkpoint_dir=folder / "checkpoint",
-                         teacher=dense if config.kd_weight > 0 else None, resume=resume, device=device,
-                         progress=progress, on_epoch=on_epoch)
+        teacher = dense if config.kd_weight > 0 else None
+        if context.distributed:  # hardware.distributed: data-parallel through Ray Train
+            result = distributed_recover(model, context.bundle.train, context.bundle.val, config,
+                                         DistributedSettings(**context.distributed),
+                                         checkpoint_dir=str(folder / "checkpoint"), teacher=teacher)
+        else:
+            result = recover(model, train_loader_for, val_loader, config, checkpoint_dir=folder / "checkpoint",
+                             teacher=teacher, resume=resume, device=device, progress=progress, on_epoch=on_epoch)
         _write_history(folder, row, config, result.history, result.resumed_from)
         save_pruned_model(model.cpu(), folder / "model", base_model=context.model_name,
                           model_kwargs=context.model_kwargs,
