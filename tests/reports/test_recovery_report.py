@@ -43,3 +43,34 @@ def test_fewer_than_three_recoveries_give_no_correlation(clean_store, clean_rows
     clean_store.append([_final(ok[0], 0.7)])
     page = write_report(clean_store.root).read_text()
     assert "fewer than 3 recovered strategies per target: no rank correlation" in page
+
+
+def test_signal_rankings_per_run_and_target(clean_rows_factory):
+    import dataclasses as dc
+
+    import pandas as pd
+
+    from multi_agent_pruning.stats.fidelity import signal_rankings
+
+    ok = [r for r in clean_rows_factory() if r.method == "multi_agent" and r.status == "ok" and r.run == 0]
+    # run 0's top-1 after: 0.60, 0.70, 0.65; adaptive BN in the same order, top-1 before reversed
+    rows = [dc.replace(r, top1_adaptive_bn=a, top1_before=b) for r, a, b in zip(ok, (0.3, 0.5, 0.4), (0.5, 0.3, 0.4))]
+    frame = pd.DataFrame([r.to_row() for r in rows])
+    found = {(s.series, s.signal): s for s in signal_rankings(frame)}
+    assert found[("multi_agent", "top1_adaptive_bn")].tau == pytest.approx(1.0)
+    assert found[("multi_agent", "top1_before")].tau == pytest.approx(-1.0)
+    assert found[("multi_agent", "top1_adaptive_bn")].groups == 1 and found[("multi_agent", "top1_adaptive_bn")].trials == 3
+    # Fewer than 3 trials in every (run, target): no tau.
+    assert signal_rankings(frame.iloc[:2])[0].tau is None
+
+
+def test_the_early_signals_section_appears_when_adaptive_bn_was_measured(clean_store, clean_rows_factory, tmp_path):
+    import dataclasses as dc
+
+    assert 'id="signals"' not in write_report(clean_store.root).read_text()
+    ok = [r for r in clean_rows_factory() if r.method == "multi_agent" and r.status == "ok" and r.run == 0]
+    store = ResultStore(tmp_path / "adaptive")
+    store.append([dc.replace(r, top1_adaptive_bn=a) for r, a in zip(ok, (0.3, 0.5, 0.4))])
+    page = write_report(store.root).read_text()
+    assert 'id="signals"' in page
+    assert "<td>multi_agent</td><td>top-1 after adaptive BatchNorm</td><td>1</td><td>3</td><td>+1.00</td>" in page

@@ -20,7 +20,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "results-schema.md"
 
 def test_dataclass_fields_equal_schema_columns_in_order():
     assert [f.name for f in dataclasses.fields(TrialResult)] == RESULT_SCHEMA.names
-    assert len(RESULT_SCHEMA) == 53  # version 2 added base_top1, version 3 stage, source_trial_id, recovery_epochs
+    assert len(RESULT_SCHEMA) == 54  # version 2 added base_top1, version 3 stage, source_trial_id, recovery_epochs, top1_adaptive_bn
 
 
 def test_required_fields_are_the_non_nullable_columns_without_defaults():

@@ -109,7 +109,7 @@ def test_version_one_rows_upgrade_without_a_dense_accuracy(tmp_path, make_ok):
     it a search row."""
     assert SCHEMA_VERSION == 3
     old = pa.Table.from_pylist([make_ok(trial_id="v1").to_row()], schema=RESULT_SCHEMA).drop_columns(
-        ["base_top1", "stage", "source_trial_id", "recovery_epochs"])
+        ["base_top1", "stage", "source_trial_id", "recovery_epochs", "top1_adaptive_bn"])
     old = old.set_column(old.column_names.index("schema_version"), "schema_version", pa.array([1]))
     new = upgrade_table(old)
     assert new.schema.equals(RESULT_SCHEMA, check_metadata=True)
@@ -137,7 +137,7 @@ def test_final_rows_are_read_only_when_asked_for(tmp_path, make_ok):
         store.read(stage="rung")
     # A version-2 file: all search rows.
     v2 = pa.Table.from_pylist([make_ok(trial_id="old").to_row()], schema=RESULT_SCHEMA).drop_columns(
-        ["stage", "source_trial_id", "recovery_epochs"])
+        ["stage", "source_trial_id", "recovery_epochs", "top1_adaptive_bn"])
     v2 = v2.set_column(v2.column_names.index("schema_version"), "schema_version", pa.array([2]))
     pq.write_table(v2, next(tmp_path.rglob("*.parquet")).parent / "part-v2.parquet")
     assert sorted(r.trial_id for r in store.rows()) == ["old", "s1"]

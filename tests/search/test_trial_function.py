@@ -56,3 +56,20 @@ def test_failures_become_rows(context):
 def test_strategy_roundtrip_through_json_is_identical(context):
     _, base = context
     assert Strategy.from_json(base.to_json()) == base and Strategy.from_json(base.to_json()).key() == base.key()
+
+
+def test_adaptive_bn_accuracy_is_measured_without_changing_the_trial(context):
+    """evaluation.adaptive_bn_batches: the row gains top1_adaptive_bn, measured on a copy with its
+    own loader, so the fine-tuned model and its accuracy are those of the trial without it."""
+    import dataclasses
+
+    from multi_agent_pruning.search.trial import evaluate_strategy
+
+    ctx, base = context
+    strategy = base.replace(importance="l1", global_pruning=False)
+    plain = evaluate_strategy(strategy, ctx, trial_id="a0", iteration=0)
+    probed = evaluate_strategy(strategy, dataclasses.replace(ctx, adaptive_bn_batches=4), trial_id="a1", iteration=0)
+    assert plain.status == probed.status == "ok"
+    assert plain.top1_adaptive_bn is None and probed.top1_adaptive_bn is not None
+    assert (probed.top1_before, probed.top1_after, probed.macs) == (plain.top1_before, plain.top1_after, plain.macs)
+    assert probed.top1_adaptive_bn > probed.top1_before  # stale statistics after a 50 % prune cost accuracy

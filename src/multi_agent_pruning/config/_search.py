@@ -213,6 +213,11 @@ class EvaluationConfig(ConfigModel):
 
     latency: bool = Field(True, description="Measure inference latency.")
     latency_repeats: int = Field(10, ge=1, description="Timed forward passes per latency measurement.")
+    adaptive_bn_batches: int = Field(
+        0, ge=0, description="Training batches used to re-estimate the BatchNorm statistics of each pruned model "
+                             "before fine-tuning (adaptive BN, EagleEye); its top-1 then is stored as "
+                             "top1_adaptive_bn, a cheap early signal whose ranking the report measures. 0 = off; "
+                             "models without BatchNorm are not measured.")
     custom_metrics: tuple[str, ...] = Field(
         (), description="Names registered with utils.metrics.register_metric."
     )

@@ -15,7 +15,7 @@ from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, Tria
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Deadline", "evaluate", "logits_of", "resolve_device"]
+__all__ = ["Deadline", "evaluate", "has_batchnorm", "logits_of", "recalibrate_batchnorm", "resolve_device"]
 
 
 class Deadline:
@@ -187,3 +187,51 @@ def _check(topk: Sequence[int], max_batches: int | None) -> None:
         issues.append(ConfigIssue("max_batches", "must be a positive integer or null", max_batches))
     if issues:
         raise ConfigurationError("Invalid evaluation settings:", issues)
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has a BatchNorm layer that tracks running statistics."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in model.modules())
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
+                          max_batches: int, device: str | torch.device | None = None,
+                          deadline: Deadline | None = None) -> int:
+    """Adaptive BatchNorm (EagleEye, Li et al., ECCV 2020): re-estimates every BatchNorm layer's
+    running mean and variance on ``max_batches`` training batches, in place, without any weight
+    update. Pruning changes the activations each BatchNorm sees, so the statistics of the dense
+    model no longer fit; with fresh ones a pruned model's accuracy is a cheap early signal of how
+    it will recover.
+
+    The statistics are the plain average over the batches (``momentum=None``); each layer's
+    momentum and every module's training mode are restored afterwards.
+
+    Returns:
+        The number of batches used (0 when the model has no BatchNorm: nothing changes).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or max_batches < 1:
+        return 0
+    device = resolve_device(device)
+    momenta = [m.momentum for m in norms]
+    modes = {m: m.training for m in model.modules()}
+    used = 0
+    try:
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None
+        model.train()
+        for inputs, _ in batches:
+            if deadline is not None:
+                deadline.check()
+            model(inputs.to(device, non_blocking=True))
+            used += 1
+            if used >= max_batches:
+                break
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        for module, mode in modes.items():
+            module.train(mode)
+    return used

@@ -11,8 +11,9 @@ from scipy.stats import kendalltau
 
 from multi_agent_pruning.reports.data import escape, prepare_frame
 from multi_agent_pruning.results import add_target_columns
+from multi_agent_pruning.stats.fidelity import SIGNALS, signal_rankings
 
-__all__ = ["recovery_pairs", "recovery_section", "rank_correlation"]
+__all__ = ["recovery_pairs", "recovery_section", "rank_correlation", "signals_section"]
 
 _EXPLAIN = ("Each recovered strategy (<code>mapruner finetune</code>, rows with stage <code>final</code>): its "
             "top-1 after the search's short fine-tune (the proxy the search ranked it by) against its top-1 after "
@@ -87,3 +88,21 @@ def recovery_section(search: Any, final: Any, figure_div) -> str:
         "<table><tr><th>series</th><th>target</th><th>search trial</th><th>proxy top-1</th><th>recovered top-1</th>"
         f"<th>gain (pp)</th><th>epochs</th></tr>{rows}</table>",
         f"<p>Rank correlation (Kendall's tau-b, proxy vs recovered): {tau_text}.</p></section>"])
+
+
+def signals_section(frame: Any) -> str:
+    """How well the signals measured before the fine-tune rank the strategies (only when adaptive
+    BatchNorm was measured: ``evaluation.adaptive_bn_batches``), or ""."""
+    frame = prepare_frame(frame)
+    if "top1_adaptive_bn" not in frame.columns or not frame["top1_adaptive_bn"].notna().any():
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(r.series)}</td><td>{escape(SIGNALS[r.signal])}</td><td>{r.groups}</td><td>{r.trials}</td>"
+        f"<td>{'-' if r.tau is None else format(r.tau, '+.2f')}</td></tr>" for r in signal_rankings(frame, "series"))
+    return "".join([
+        '<section id="signals"><h2>Early signals</h2><p class="explain">Kendall\'s tau-b of each signal measured '
+        "before the fine-tune against the top-1 after it, within each run and target (at least 3 trials), then "
+        "averaged weighted by trial pairs: 1 means the signal orders strategies exactly as the fine-tune does, "
+        "0 not at all. A signal that ranks well could stop bad strategies before their fine-tune.</p>",
+        "<table><tr><th>series</th><th>signal</th><th>run x target groups</th><th>trials</th><th>mean tau</th></tr>",
+        rows, "</table></section>"])

@@ -107,6 +107,9 @@ COLUMNS: tuple[ColumnSpec, ...] = (
                _NOT_MEASURED + ", or evaluation before fine-tuning disabled"),
     ColumnSpec("top5_before", _FLOAT, "fraction", "Top-5 accuracy after pruning, before fine-tuning.",
                _NOT_MEASURED + ", or evaluation before fine-tuning disabled"),
+    ColumnSpec("top1_adaptive_bn", _FLOAT, "fraction", "Top-1 accuracy after pruning with the BatchNorm "
+               "statistics re-estimated on `evaluation.adaptive_bn_batches` training batches, before "
+               "fine-tuning (adaptive BN, EagleEye).", "adaptive BN off, the model has no BatchNorm, " + _NOT_MEASURED),
     ColumnSpec("top1_after", _FLOAT, "fraction", "Top-1 accuracy after fine-tuning.", _NOT_MEASURED),
     ColumnSpec("top5_after", _FLOAT, "fraction", "Top-5 accuracy after fine-tuning.", _NOT_MEASURED),
     ColumnSpec("loss_after", _FLOAT, "nats", "Mean cross-entropy on the evaluation set after "

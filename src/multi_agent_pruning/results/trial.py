@@ -141,6 +141,7 @@ class TrialResult:
     target_error: float | None = None
     top1_before: float | None = None
     top5_before: float | None = None
+    top1_adaptive_bn: float | None = None
     top1_after: float | None = None
     top5_after: float | None = None
     loss_after: float | None = None

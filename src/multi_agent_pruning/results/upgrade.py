@@ -122,7 +122,8 @@ def _add_base_top1(table: pa.Table) -> pa.Table:
 @register_upgrade(2)
 def _add_stage(table: pa.Table) -> pa.Table:
     """Version 3 added ``stage`` (every earlier row is a search trial), ``source_trial_id`` and
-    ``recovery_epochs`` (null on search rows)."""
+    ``recovery_epochs`` (null on search rows), and ``top1_adaptive_bn`` (never measured before)."""
     if "stage" not in table.column_names:
         table = table.append_column(RESULT_SCHEMA.field("stage"), pa.array(["search"] * table.num_rows, pa.string()))
-    return add_null_columns(table, [RESULT_SCHEMA.field("source_trial_id"), RESULT_SCHEMA.field("recovery_epochs")])
+    return add_null_columns(table, [RESULT_SCHEMA.field(name) for name in
+                                    ("source_trial_id", "recovery_epochs", "top1_adaptive_bn")])

@@ -11,6 +11,7 @@ checked once per pruning iteration, training step and evaluation batch; past it,
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from multi_agent_pruning.agents.execution import EvaluationAgent, FineTuningAgent, PruningAgent
-from multi_agent_pruning.core.evaluation import Deadline, evaluate, resolve_device
+from multi_agent_pruning.core.evaluation import Deadline, evaluate, has_batchnorm, recalibrate_batchnorm, resolve_device
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.core.training import NonFiniteLossError
 from multi_agent_pruning.data import DatasetBundle, create_loaders, take_calibration_batches
@@ -64,6 +65,8 @@ class TrialContext:
         dense_top1: Top-1 of the dense model on the evaluation set (:func:`evaluate_dense`,
             measured once per run before the trials); every row of the run carries it as
             ``base_top1``. None until measured.
+        adaptive_bn_batches: Training batches for the adaptive-BatchNorm accuracy of each
+            pruned model (``evaluation.adaptive_bn_batches``; 0: not measured).
     """
 
     experiment: str
@@ -89,6 +92,7 @@ class TrialContext:
     gpu_memory_limit: int | None = None
     trial_timeout_s: float | None = None
     dense_top1: float | None = None
+    adaptive_bn_batches: int = 0
 
     def identifiers(self, trial_id: str, iteration: int) -> dict[str, Any]:
         """The columns every row of this run carries: its identifiers and the dense model's top-1."""
@@ -215,6 +219,17 @@ def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], deadlin
     _, eval_loader = create_loaders(context.bundle, context.batch_size, num_workers=context.num_workers)
     with deadline.stage("evaluate (accuracy before fine-tuning)"):
         before = evaluate(model, eval_loader, device=device, deadline=deadline)
+    adaptive_bn = None
+    if context.adaptive_bn_batches and has_batchnorm(model):
+        with deadline.stage("evaluate (adaptive BatchNorm)"):
+            # A copy, and a loader of its own: the fine-tune's model and batch order stay as without it.
+            probe = copy.deepcopy(model)
+            batches, _ = create_loaders(context.bundle, context.finetune_batch_size, num_workers=context.num_workers,
+                                        seed=context.seed)
+            recalibrate_batchnorm(probe, batches, max_batches=context.adaptive_bn_batches, device=device,
+                                  deadline=deadline)
+            adaptive_bn = evaluate(probe, eval_loader, device=device, deadline=deadline)["top1"]
+            del probe
     with deadline.stage("fine-tune", record="finetune"):
         inject_fault("finetune", strategy)
         FineTuningAgent({**context.finetune, "distributed": context.distributed}).execute(
@@ -232,7 +247,7 @@ def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], deadlin
         base_macs=prune["base_macs"], base_params=prune["base_params"], macs=prune["macs"], params=prune["params"],
         macs_reduction=prune["macs_reduction"], params_reduction=prune["params_reduction"],
         target_value=prune["target"], target_error=prune["error"],
-        top1_before=before["top1"], top5_before=before.get("top5"),
+        top1_before=before["top1"], top5_before=before.get("top5"), top1_adaptive_bn=adaptive_bn,
         top1_after=metrics["top1"], top5_after=metrics.get("top5"), loss_after=metrics.get("loss"),
         latency_ms=metrics.get("latency_ms"), status="ok",
         custom_metrics_json=json.dumps(metrics["custom"]) if metrics.get("custom") else None,
