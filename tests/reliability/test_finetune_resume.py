@@ -127,3 +127,21 @@ def test_data_parallel_recovery_with_two_gloo_workers(local_ray, tmp_path):
                                 checkpoint_dir=str(tmp_path / "ckpt"), teacher=trained_tiny_resnet,
                                 storage_path=str(tmp_path / "ray"))
     assert again.resumed_from == 2 and again.top1 == result.top1
+
+
+def test_prune_recover_runs_the_recovery_after_the_search(tmp_path):
+    """`mapruner prune --recover`: the search, then `mapruner finetune` with its defaults."""
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "multi_agent_pruning", "prune", "--config", "tests/support/quickstart_single.yaml",
+            "--output-dir", str(out), "--trials", "3", "--recover", "--set", f"precomputation.cache_dir={tmp_path / 'c'}"]
+    for override in FAST:
+        if not override.startswith("search.trials"):
+            args += ["--set", override]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recovered"]["epochs"] == 10 and summary["recovered"]["source_trial_id"] == summary["best_trial_id"]
+    assert "recovered       remove 50% of MACs #1" in done.stdout
+    (final,) = ResultStore(out / "results").rows(stage="final")
+    assert final.top1_after == summary["recovered"]["final_accuracy"]

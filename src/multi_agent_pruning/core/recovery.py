@@ -31,13 +31,12 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from multi_agent_pruning.core.evaluation import evaluate, logits_of, resolve_device
-from multi_agent_pruning.core.training import distillation_loss, lr_multiplier
+from multi_agent_pruning.core.evaluation import evaluate, resolve_device
+from multi_agent_pruning.core.training import lr_multiplier, parameter_groups, training_loss
 from multi_agent_pruning.core.training import NonFiniteLossError
 from multi_agent_pruning.exceptions import CheckpointError, ConfigIssue, ConfigurationError
 from multi_agent_pruning.utils.atomic import atomic_write
@@ -189,13 +188,7 @@ def _train_epoch(trained, model, loader, teacher, optimizer, schedule, ema, conf
     losses: list[float] = []
     for inputs, targets in loader:
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        logits = logits_of(trained(inputs))
-        loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
-        if teacher is not None:
-            with torch.no_grad():
-                teacher_logits = logits_of(teacher(inputs))
-            loss = (1 - config.kd_weight) * loss + config.kd_weight * distillation_loss(
-                logits, teacher_logits, config.kd_temperature)
+        loss = training_loss(trained, teacher, inputs, targets, config)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise NonFiniteLossError(f"recovery loss is {value} in epoch {epoch + 1}, step {len(losses) + 1}")
@@ -219,12 +212,7 @@ def _train_epoch(trained, model, loader, teacher, optimizer, schedule, ema, conf
 
 
 def _optimizer(model: nn.Module, config: RecoveryConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    return torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
 
 
 def _length(loader: Any) -> int:

@@ -29,7 +29,7 @@ from multi_agent_pruning.exceptions import ConfigIssue, ConfigurationError, Mult
 logger = logging.getLogger(__name__)
 
 __all__ = ["FineTuneConfig", "FineTuneResult", "NonFiniteLossError", "distillation_loss", "fine_tune", "lr_multiplier",
-           "set_gradient_checkpointing"]
+           "parameter_groups", "set_gradient_checkpointing", "training_loss"]
 
 _SGD_MOMENTUM = 0.9
 _STEP_MILESTONES = (0.5, 0.75)  # fractions of the post-warm-up steps where "step" divides the lr by 10
@@ -258,7 +258,7 @@ def _train(model, loader, config, teacher, device, total, progress, on_step, dea
             inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             lr = optimizer.param_groups[0]["lr"]
             with autocast():
-                loss = _loss(model, teacher, inputs, targets, config)
+                loss = training_loss(model, teacher, inputs, targets, config)
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise NonFiniteLossError(f"training loss is {value} at step {step} of {total} (lr {lr:.3g})")
@@ -284,7 +284,10 @@ def _train(model, loader, config, teacher, device, total, progress, on_step, dea
                           precision=precision, device=str(device))
 
 
-def _loss(model, teacher, inputs, targets, config) -> torch.Tensor:
+def training_loss(model, teacher, inputs, targets, config) -> torch.Tensor:
+    """Cross-entropy with ``config.label_smoothing``, mixed with the distillation loss from
+    ``teacher`` (``config.kd_weight``, ``config.kd_temperature``) when a teacher is given; the
+    search's fine-tune and the final recovery (core.recovery) train with it."""
     logits = logits_of(model(inputs))
     loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
     if teacher is None:
@@ -295,14 +298,18 @@ def _loss(model, teacher, inputs, targets, config) -> torch.Tensor:
     return (1.0 - config.kd_weight) * loss + config.kd_weight * kd
 
 
-def _create_optimizer(model: nn.Module, config: FineTuneConfig) -> torch.optim.Optimizer:
-    # Decay pulls weights towards 0; for biases and norm scales that only hurts, as in timm.
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups: weight decay on the weights only. Decay pulls values
+    towards 0; for biases and norm scales that only hurts, as in timm."""
     decay, no_decay = [], []
     for param in model.parameters():
         if param.requires_grad:
             (no_decay if param.ndim <= 1 else decay).append(param)
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _create_optimizer(model: nn.Module, config: FineTuneConfig) -> torch.optim.Optimizer:
+    groups = parameter_groups(model, config.weight_decay)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=_SGD_MOMENTUM)
     return torch.optim.AdamW(groups, lr=config.lr)

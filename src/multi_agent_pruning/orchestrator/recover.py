@@ -128,8 +128,11 @@ def finetune_run(run_dir: str | os.PathLike[str], *, top_k: int = 1, epochs: int
             continue
         if (folder / "checkpoint" / CHECKPOINT_FILE).exists() and not resume:
             raise ConfigurationError(
-                f"{folder / 'checkpoint'} holds an interrupted recovery of {row.trial_id}: pass --resume to continue "
-                f"it, or delete that folder to start over")
+                f"{folder / 'checkpoint'} holds the checkpoint of an earlier recovery of {row.trial_id} (interrupted, "
+                f"or with other settings): pass --resume to continue it with the same settings, or delete that "
+                f"folder to start over")
+        if trial_id in done:  # an earlier attempt's row (failed, or other settings) stays; this one is new
+            trial_id = next(f"{trial_id}-{n}" for n in range(2, 10_000) if f"{trial_id}-{n}" not in done)
         final = _recover_one(context, row, config, folder, trial_id, resume=resume, progress=show)
         store.append(final)
         entries.append(_entry(target, rank, row, final, folder))
