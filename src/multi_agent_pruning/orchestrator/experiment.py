@@ -77,9 +77,14 @@ def run_experiment(cfg: ExperimentConfig, *, output_dir: str | Path | None = Non
         return summary
 
 
+def rank_key(row: TrialResult) -> tuple[float, float]:
+    """How ok trials rank, best first (sort ascending): top-1, then fewer MACs; ties keep table order."""
+    return (-row.top1_after, row.macs or math.inf)
+
+
 def _best(rows: list[TrialResult]) -> TrialResult | None:
     ok = [r for r in rows if r.status == "ok" and r.top1_after is not None]
-    return max(ok, key=lambda r: (r.top1_after, -(r.macs or math.inf)), default=None)
+    return min(ok, key=rank_key, default=None)
 
 
 def summarise(cfg: ExperimentConfig, paths: ExperimentPaths, outcome: dict[str, Any], minutes: float) -> dict[str, Any]:

@@ -39,22 +39,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from multi_agent_pruning.agents.execution import PruningAgent
 from multi_agent_pruning.config import ExperimentConfig, load_config_dict
 from multi_agent_pruning.core.distributed import DistributedSettings, distributed_recover
 from multi_agent_pruning.core.evaluation import evaluate, resolve_device
 from multi_agent_pruning.core.recovery import CHECKPOINT_FILE, RecoveryConfig, recover
 from multi_agent_pruning.core.serialization import save_pruned_model
 from multi_agent_pruning.core.strategy import Strategy
-from multi_agent_pruning.data import create_loaders, take_calibration_batches
+from multi_agent_pruning.data import create_loaders
 from multi_agent_pruning.exceptions import CheckpointError, ConfigIssue, ConfigurationError
-from multi_agent_pruning.orchestrator.experiment import write_run_report
+from multi_agent_pruning.orchestrator.experiment import rank_key, write_run_report
 from multi_agent_pruning.orchestrator.prepare import ExperimentPaths, build_context, read_state
 from multi_agent_pruning.results import ResultStore, TrialResult, strategy_columns
 from multi_agent_pruning.results.targets import point_target, row_target
-from multi_agent_pruning.search.trial import TrialContext, evaluate_dense, seed_everything
+from multi_agent_pruning.search.trial import TrialContext, evaluate_dense, prune_strategy, seed_everything
 from multi_agent_pruning.utils.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -144,8 +142,7 @@ def _chosen(cfg: ExperimentConfig, rows: list[TrialResult], top_k: int):
     out = []
     for point in cfg.target.points():
         key = point_target(point)
-        # As the summary picks its best (experiment._best): top-1, then fewer MACs, then table order.
-        mine = sorted((r for r in rows if row_target(r) == key), key=lambda r: (-r.top1_after, r.macs or math.inf))
+        mine = sorted((r for r in rows if row_target(r) == key), key=rank_key)  # as the summary ranks
         out += [(key, rank, row) for rank, row in enumerate(mine[:top_k], start=1)]
     return out
 
@@ -168,12 +165,7 @@ def _recover_one(context: TrialContext, row: TrialResult, config: RecoveryConfig
     device = resolve_device(context.device)
     try:
         seed_everything(context.seed)
-        dense = context.model.to(device).eval()
-        example = torch.randn(*context.input_shape, device=device)
-        calibration = take_calibration_batches(context.bundle, context.calibration_batches, context.batch_size)
-        pruned = PruningAgent({"tolerance": context.tolerance}).execute(
-            {"model": dense, "strategy": strategy, "example_inputs": example, "calibration": calibration})
-        model, prune = pruned["model"], pruned["prune"]
+        dense, model, prune = prune_strategy(strategy, context, device)
         if row.macs is not None and not math.isclose(prune["macs"], row.macs, rel_tol=1e-9):
             logger.warning("re-pruning %s gave %.6g MACs, the search trial had %.6g: the dense model or the data "
                            "changed since the search", row.trial_id, prune["macs"], row.macs)

@@ -36,7 +36,7 @@ from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrialContext", "evaluate_dense", "evaluate_strategy", "with_dense_top1"]
+__all__ = ["TrialContext", "evaluate_dense", "evaluate_strategy", "prune_strategy", "with_dense_top1"]
 
 
 @dataclass
@@ -199,21 +199,28 @@ def _stage_columns(stages: dict[str, float]) -> dict[str, float]:
     return {f"seconds_{k}": v for k, v in stages.items()}
 
 
+def prune_strategy(strategy: Strategy, context: TrialContext, device: torch.device,
+                   deadline: Deadline | None = None) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """``(dense, pruned, prune summary)``: ``strategy`` applied to a copy of the context's dense
+    model with its calibration batches, as every trial prunes (and ``mapruner finetune`` re-prunes)."""
+    dense = context.model.to(device).eval()
+    example = torch.randn(*context.input_shape, device=device)
+    calibration = take_calibration_batches(context.bundle, context.calibration_batches, context.batch_size)
+    pruned = PruningAgent({"tolerance": context.tolerance}).execute(
+        {"model": dense, "strategy": strategy, "example_inputs": example, "calibration": calibration,
+         "deadline": deadline})
+    return dense, pruned["model"], pruned["prune"]
+
+
 def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], deadline: Deadline,
          save_dir: str | None) -> TrialResult:
     device = resolve_device(context.device)
     if device.type == "cuda" and context.gpu_memory_limit:
         total = torch.cuda.get_device_properties(device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, context.gpu_memory_limit / total), device)
-    dense = context.model.to(device).eval()
-    example = torch.randn(*context.input_shape, device=device)
-    calibration = take_calibration_batches(context.bundle, context.calibration_batches, context.batch_size)
     with deadline.stage("prune", record="prune"):
         inject_fault("prune", strategy)
-        pruned = PruningAgent({"tolerance": context.tolerance}).execute(
-            {"model": dense, "strategy": strategy, "example_inputs": example, "calibration": calibration,
-             "deadline": deadline})
-    model, prune = pruned["model"], pruned["prune"]
+        dense, model, prune = prune_strategy(strategy, context, device, deadline)
     train_loader, val_loader = create_loaders(context.bundle, context.finetune_batch_size,
                                               num_workers=context.num_workers, seed=context.seed)
     _, eval_loader = create_loaders(context.bundle, context.batch_size, num_workers=context.num_workers)
