@@ -20,7 +20,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "results-schema.md"
 
 def test_dataclass_fields_equal_schema_columns_in_order():
     assert [f.name for f in dataclasses.fields(TrialResult)] == RESULT_SCHEMA.names
-    assert len(RESULT_SCHEMA) == 54  # version 2 added base_top1, version 3 stage, source_trial_id, recovery_epochs, top1_adaptive_bn
+    assert len(RESULT_SCHEMA) == 62  # version 2 added base_top1, version 3 stage, source_trial_id, recovery_epochs, top1_adaptive_bn, version 4 the rung and placement columns
 
 
 def test_required_fields_are_the_non_nullable_columns_without_defaults():
@@ -115,7 +115,7 @@ def test_rejected_row_from_text_without_strategy():
     ({"strategy_json": "[1, 2]"}, "strategy_json: must be a JSON object"),
     ({"started_at": dt.datetime(2025, 1, 1)}, "started_at: must be a timezone-aware datetime"),
     ({"finished_at": dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)}, "finished_at: must not be before"),
-    ({"schema_version": 0}, "schema_version: must be the current version 3 (got 0)"),
+    ({"schema_version": 0}, "schema_version: must be the current version 4 (got 0)"),
     ({"stage": "rung"}, "stage: must be one of search, final (got 'rung')"),
     ({"stage": "final"}, "source_trial_id: must name the recovered search trial when stage is final"),
     ({"global_pruning": 1}, "global_pruning: must be true or false (got 1)"),

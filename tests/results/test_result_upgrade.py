@@ -103,17 +103,20 @@ def test_an_upgrade_step_can_only_be_registered_once(upgrade_zero):
         register_upgrade(0)(lambda table: table)
 
 
+V4_COLUMNS = ("steps_trained", "rung", "stopped_early", "rungs_json", "node_id", "node_ip", "gpu_ids", "device")
+
+
 def test_version_one_rows_upgrade_without_a_dense_accuracy(tmp_path, make_ok):
     """Version 2 added ``base_top1``: a version-1 file (written before it) still loads, with the
     column null (never a made-up value), next to current rows that have it; version 3 then makes
     it a search row."""
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     old = pa.Table.from_pylist([make_ok(trial_id="v1").to_row()], schema=RESULT_SCHEMA).drop_columns(
-        ["base_top1", "stage", "source_trial_id", "recovery_epochs", "top1_adaptive_bn"])
+        ["base_top1", "stage", "source_trial_id", "recovery_epochs", "top1_adaptive_bn", *V4_COLUMNS])
     old = old.set_column(old.column_names.index("schema_version"), "schema_version", pa.array([1]))
     new = upgrade_table(old)
     assert new.schema.equals(RESULT_SCHEMA, check_metadata=True)
-    assert new.column("base_top1").to_pylist() == [None] and new.column("schema_version").to_pylist() == [3]
+    assert new.column("base_top1").to_pylist() == [None] and new.column("schema_version").to_pylist() == [4]
     assert new.column("stage").to_pylist() == ["search"] and new.column("source_trial_id").to_pylist() == [None]
     assert new.column("top1_after").to_pylist() == [0.93]
     store = ResultStore(tmp_path)
@@ -137,7 +140,29 @@ def test_final_rows_are_read_only_when_asked_for(tmp_path, make_ok):
         store.read(stage="rung")
     # A version-2 file: all search rows.
     v2 = pa.Table.from_pylist([make_ok(trial_id="old").to_row()], schema=RESULT_SCHEMA).drop_columns(
-        ["stage", "source_trial_id", "recovery_epochs", "top1_adaptive_bn"])
+        ["stage", "source_trial_id", "recovery_epochs", "top1_adaptive_bn", *V4_COLUMNS])
     v2 = v2.set_column(v2.column_names.index("schema_version"), "schema_version", pa.array([2]))
     pq.write_table(v2, next(tmp_path.rglob("*.parquet")).parent / "part-v2.parquet")
     assert sorted(r.trial_id for r in store.rows()) == ["old", "s1"]
+
+
+def test_version_three_rows_upgrade_without_rungs_or_placement(make_ok):
+    """Version 4 added the multi-fidelity and placement columns: a version-3 row gets them null
+    (nothing was recorded), everything else as written."""
+    row = make_ok(trial_id="v3", top1_adaptive_bn=0.5)
+    old = pa.Table.from_pylist([row.to_row()], schema=RESULT_SCHEMA).drop_columns(list(V4_COLUMNS))
+    old = old.set_column(old.column_names.index("schema_version"), "schema_version", pa.array([3]))
+    (upgraded,) = upgrade_table(old).to_pylist()
+    assert all(upgraded[name] is None for name in V4_COLUMNS)
+    assert (upgraded["top1_adaptive_bn"], upgraded["top1_after"], upgraded["schema_version"]) == (0.5, 0.93, 4)
+
+
+def test_rung_and_placement_columns_are_validated(make_ok):
+    ok = make_ok(trial_id="r", rung=1, stopped_early=True, steps_trained=30, gpu_ids="[0]", device="cpu",
+                 rungs_json='[{"rung": 0, "steps": 10, "top1": 0.5}, {"rung": 1, "steps": 30, "top1": 0.6}]')
+    ok.validate()
+    bad = make_ok(trial_id="b", rung=-1, rungs_json='{"rung": 0}', gpu_ids="0")
+    with pytest.raises(ResultStoreError) as err:
+        bad.validate()
+    assert "rung: must be >= 0" in str(err.value) and "rungs_json: must be a JSON list" in str(err.value)
+    assert "gpu_ids: must be a JSON list" in str(err.value)

@@ -19,11 +19,12 @@ _INT64 = 2**63
 _NONFINITE_OK = {"loss_after"}
 _NON_NEGATIVE = {"base_macs", "base_params", "macs", "params", "target_value", "latency_ms", "seconds_total",
                  "seconds_prune", "seconds_finetune", "seconds_evaluate", "llm_prompt_tokens",
-                 "llm_completion_tokens", "finetune_steps", "learning_rate", "kd_weight", "run", "iteration"}
+                 "llm_completion_tokens", "finetune_steps", "learning_rate", "kd_weight", "run", "iteration", "steps_trained", "rung"}
 _FRACTIONS = {"top1_before", "top5_before", "top1_after", "top5_after", "head_pruning_ratio",
               "target_reduction"}
 _AT_MOST_ONE = {"macs_reduction", "params_reduction"}
 _JSON_OBJECTS = ("strategy_json", "group_multipliers_json", "custom_metrics_json", "versions_json")
+_JSON_LISTS = ("rungs_json", "gpu_ids")
 _NON_EMPTY = ("experiment", "method", "model", "dataset", "trial_id")
 
 
@@ -115,7 +116,7 @@ def _check_ranges(row: Mapping[str, Any]) -> Iterator[str]:
 
 
 def _check_json(row: Mapping[str, Any]) -> Iterator[str]:
-    for name in _JSON_OBJECTS:
+    for name in (*_JSON_OBJECTS, *_JSON_LISTS):
         text = row.get(name)
         if not isinstance(text, str):
             continue
@@ -124,8 +125,9 @@ def _check_json(row: Mapping[str, Any]) -> Iterator[str]:
         except ValueError as exc:
             yield _issue(name, f"must be valid JSON ({exc})", text)
             continue
-        if not isinstance(parsed, dict):
-            yield _issue(name, "must be a JSON object", text)
+        kind, wanted = (dict, "a JSON object") if name in _JSON_OBJECTS else (list, "a JSON list")
+        if not isinstance(parsed, kind):
+            yield _issue(name, f"must be {wanted}", text)
 
 
 def _aware(value: Any) -> bool:

@@ -16,7 +16,7 @@ __all__ = ["SCHEMA_VERSION", "STAGES", "STATUSES", "TARGET_KINDS", "COLUMNS", "C
 
 #: Bumped whenever a column is added, removed, renamed or changes meaning or type; every bump
 #: comes with an upgrade function from the previous version (see ``results.upgrade``).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 STATUSES = ("ok", "failed", "rejected")
 #: ``search``: a trial of a search; ``final``: the final recovery of a searched strategy.
@@ -116,6 +116,27 @@ COLUMNS: tuple[ColumnSpec, ...] = (
                "fine-tuning; may be NaN/inf when training diverged.", _NOT_MEASURED),
     ColumnSpec("latency_ms", _FLOAT, "ms", "Wall time of one forward pass of the pruned model "
                "as measured by the evaluation stage.", _NOT_MEASURED + ", or latency not requested"),
+    # -- multi-fidelity (search.scheduler: asha) -----------------------------------------
+    ColumnSpec("steps_trained", _INT, "steps", "Fine-tuning optimiser steps the pruned model got in this trial, "
+               "all rungs together (the compute a search spent on it).", _NOT_MEASURED),
+    ColumnSpec("rung", _INT, "", "Last rung of a multi-fidelity search the trial reached (0-based); `top1_after` "
+               "is its accuracy there. Rung k trains `reduction_factor**k` times the strategy's budget in all.",
+               "a one-budget (FIFO) search, or a final row"),
+    ColumnSpec("stopped_early", _BOOL, "", "The scheduler stopped the trial at `rung` (not promoted to the next "
+               "rung); a result, not a failure.", "a one-budget (FIFO) search, or a final row"),
+    ColumnSpec("rungs_json", _STR, "", "Each rung the trial reached as a JSON list of "
+               "`{rung, budget, steps, top1, top5, loss, seconds}` (`budget`: multiple of the strategy's "
+               "fine-tune budget; `steps`: cumulative; `seconds`: that rung's fine-tune).",
+               "a one-budget (FIFO) search, or a final row"),
+    # -- placement ---------------------------------------------------------------------
+    ColumnSpec("node_id", _STR, "", "Ray node id of the worker that ran the trial.",
+               "not run in a Ray worker (or rejected)"),
+    ColumnSpec("node_ip", _STR, "", "IP address of that Ray node.", "not run in a Ray worker (or rejected)"),
+    ColumnSpec("gpu_ids", _STR, "", "JSON list of the GPU ids Ray assigned to the trial (`[]` for none); with a "
+               "fractional share, trials sharing a GPU have the same id.", "not run in a Ray worker (or rejected)"),
+    ColumnSpec("device", _STR, "", "Device the trial computed on (`cpu`, `cuda:0`, ...); `cpu` with non-empty "
+               "`gpu_ids` means the GPU Ray assigned does not exist on that node (a simulated one).",
+               "rejected, or an invalid `hardware.device`"),
     # -- time and cost -------------------------------------------------------------------
     ColumnSpec("seconds_total", _FLOAT, "s", "Wall time of the whole trial.", "the trial never ran"),
     ColumnSpec("seconds_prune", _FLOAT, "s", "Wall time of the pruning stage.", _NOT_MEASURED),

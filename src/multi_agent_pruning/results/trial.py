@@ -146,6 +146,14 @@ class TrialResult:
     top5_after: float | None = None
     loss_after: float | None = None
     latency_ms: float | None = None
+    steps_trained: int | None = None
+    rung: int | None = None
+    stopped_early: bool | None = None
+    rungs_json: str | None = None
+    node_id: str | None = None
+    node_ip: str | None = None
+    gpu_ids: str | None = None
+    device: str | None = None
     seconds_total: float | None = None
     seconds_prune: float | None = None
     seconds_finetune: float | None = None

@@ -127,3 +127,13 @@ def _add_stage(table: pa.Table) -> pa.Table:
         table = table.append_column(RESULT_SCHEMA.field("stage"), pa.array(["search"] * table.num_rows, pa.string()))
     return add_null_columns(table, [RESULT_SCHEMA.field(name) for name in
                                     ("source_trial_id", "recovery_epochs", "top1_adaptive_bn")])
+
+
+@register_upgrade(3)
+def _add_fidelity_and_placement(table: pa.Table) -> pa.Table:
+    """Version 4 added the multi-fidelity columns (``steps_trained``, ``rung``, ``stopped_early``,
+    ``rungs_json``) and where a trial ran (``node_id``, ``node_ip``, ``gpu_ids``, ``device``);
+    none was recorded before."""
+    return add_null_columns(table, [RESULT_SCHEMA.field(name) for name in
+                                    ("steps_trained", "rung", "stopped_early", "rungs_json", "node_id", "node_ip",
+                                     "gpu_ids", "device")])

@@ -36,7 +36,7 @@ from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrialContext", "evaluate_dense", "evaluate_strategy", "prune_strategy", "with_dense_top1"]
+__all__ = ["TrialContext", "evaluate_dense", "evaluate_strategy", "placement", "prune_strategy", "with_dense_top1"]
 
 
 @dataclass
@@ -134,6 +134,30 @@ def inject_fault(stage: str, strategy: Strategy) -> None:
         os._exit(1)  # the worker process dies without reporting
 
 
+def placement() -> dict[str, Any]:
+    """Where this process runs in the Ray cluster: ``node_id``, ``node_ip`` and ``gpu_ids`` (JSON
+    list of the GPU ids Ray assigned to this task or actor); all None outside a Ray worker."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return {"node_id": None, "node_ip": None, "gpu_ids": None}
+        context = ray.get_runtime_context()
+        gpus = context.get_accelerator_ids().get("GPU", [])
+        return {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+                "gpu_ids": json.dumps([str(g) for g in gpus])}
+    except Exception as err:  # noqa: BLE001 - where it ran is provenance, never a reason to fail a trial
+        logger.debug("placement unknown: %s", err)
+        return {"node_id": None, "node_ip": None, "gpu_ids": None}
+
+
+def _device_name(device: str) -> str | None:
+    try:
+        return str(resolve_device(device))
+    except Exception:  # noqa: BLE001 - an invalid device is the trial's error, reported in its row
+        return None
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -158,6 +182,7 @@ def evaluate_strategy(strategy: Strategy, context: TrialContext, *, trial_id: st
     if deadline is None:
         deadline = Deadline(context.trial_timeout_s)
     ids = context.identifiers(trial_id, iteration)
+    where = placement()
     if context.threads:
         torch.set_num_threads(context.threads)
     seed_everything(context.seed)
@@ -166,6 +191,8 @@ def evaluate_strategy(strategy: Strategy, context: TrialContext, *, trial_id: st
     except Exception as err:  # a failed trial is a row, never a crash of the search
         logger.info("trial %s failed: %s: %s", trial_id, type(err).__name__, err)
         row = TrialResult.failed(error=err, strategy=strategy, **ids, **_stage_columns(deadline.completed))
+    row.node_id, row.node_ip, row.gpu_ids = where["node_id"], where["node_ip"], where["gpu_ids"]
+    row.device = _device_name(context.device)
     row.started_at = started
     row.finished_at = datetime.now(timezone.utc)
     row.seconds_total = time.perf_counter() - clock
