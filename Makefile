@@ -16,7 +16,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 # cluster that requires a fresh token per run, docs/reliability.md).
 test test-slow test-reliability: export RAY_AUTH_MODE := disabled
 
-.PHONY: venv run test test-slow test-reliability bench bench-full bench-frontier bench-engine bench-overhead clean
+.PHONY: venv run test test-slow test-reliability bench bench-full bench-frontier bench-fidelity bench-engine bench-overhead clean
 
 venv: $(STAMP)
 
@@ -54,6 +54,11 @@ bench-full: $(STAMP)
 # targets, and multi_agent's joint sweep against one search per target; long (see benchmarks/README.md).
 bench-frontier: $(STAMP)
 	$(BIN)/python benchmarks/frontier.py
+
+# Multi-fidelity search (issue 22): FIFO vs ASHA at equal and half the fine-tune steps, each
+# search's best strategy recovered by mapruner finetune; 4 settings x 3 seeds; long.
+bench-fidelity: $(STAMP)
+	$(BIN)/python benchmarks/fidelity.py
 
 bench-engine: $(STAMP)
 	$(BIN)/python benchmarks/prune_engine.py

@@ -86,6 +86,9 @@ class FineTuningAgent(BaseAgent):
     dict) it trains data-parallel with Ray Train instead, reading ``train_dataset`` and
     ``batch_size`` (per worker). Config ``gradient_checkpointing`` (``hardware.gpu.gradient_checkpointing``
     in a search) checkpoints activations where the model supports it (timm's ``set_grad_checkpointing``).
+    Input ``optimizer_state`` continues an earlier run's optimizer state, and
+    ``keep_optimizer_state: True`` returns it in ``finetune["optimizer_state"]`` (a multi-fidelity
+    trial continues its fine-tune rung after rung; one process only).
     Output: ``model`` and ``finetune`` (steps, losses, seconds).
     """
 
@@ -106,9 +109,12 @@ class FineTuningAgent(BaseAgent):
         with self.profiler.timer("finetune"):
             result = fine_tune(input_data["model"], input_data["train_loader"], config, teacher=teacher,
                                device=input_data.get("device"), progress=bool(self.config.get("progress", False)),
-                               seed=int(input_data.get("seed", 0)), deadline=input_data.get("deadline"))
+                               seed=int(input_data.get("seed", 0)), deadline=input_data.get("deadline"),
+                               optimizer_state=input_data.get("optimizer_state"))
         summary = {"steps": result.steps, "final_loss": result.final_loss, "mean_loss": result.mean_loss,
                    "seconds": result.seconds}
+        if input_data.get("keep_optimizer_state"):
+            summary["optimizer_state"] = result.optimizer_state
         return self.result(model=input_data["model"], finetune=summary)
 
     def _distributed(self, input_data, config, teacher, settings) -> dict[str, Any]:

@@ -152,6 +152,10 @@ def build_strategy_messages(context: Mapping[str, Any]) -> list[dict[str, str]]:
         "Defaults used for every field you leave out:\n" + _dump(context.get("base_strategy") or {}),
         f"Evaluated strategies (last {len(shown)} of {len(history)}):\n"
         + ("\n".join(_dump(item, indent=None) for item in shown) or "none yet"),
+        *(["Multi-fidelity search: a trial's top1_by_budget is its top-1 after each budget multiple of its "
+           "fine-tune it reached; the scheduler continues only the best at each budget, so a result at budget 1 "
+           "alone is an early, noisy estimate, not a failure, and top1 values are comparable only at equal "
+           "budgets."] if any("top1_by_budget" in (item.get("result") or {}) for item in shown) else []),
         f"Propose {int(context['batch_size'])} new, distinct strategies. Strategy fields "
         "(give only those you want to change):\n" + _dump(_schema()),
         'Reply with exactly this JSON shape:\n{"strategies": [{<strategy fields>}, ...], '

@@ -39,8 +39,19 @@ def history_observations(history: list[Mapping[str, Any]]) -> list[Observation]:
         score = item.get("score", item.get("top1_after"))
         if item.get("status", "ok") != "ok" or score is None or score != score:  # NaN check
             score = None
-        observations.append(Observation(strategy, None if score is None else float(score)))
+        rungs = item.get("rungs")
+        observations.append(Observation(strategy, None if score is None else float(score),
+                                        tuple((int(r["budget"]), float(r["top1"])) for r in rungs) if rungs else None))
     return observations
+
+
+def _llm_result(observation: Observation) -> dict[str, Any]:
+    """What the LLM is told of one result; a multi-fidelity trial's top-1 at each budget multiple
+    it reached (``"top1_by_budget": {"1": 0.61, "3": 0.80}``; the last is ``top1``)."""
+    result: dict[str, Any] = {"top1": observation.score}
+    if observation.rungs:
+        result["top1_by_budget"] = {str(budget): round(top1, 4) for budget, top1 in observation.rungs}
+    return result
 
 
 def llm_token_shares(records: Sequence[Any], strategies: Sequence[Strategy]) -> dict[str, dict[str, int | None]]:
@@ -289,7 +300,7 @@ class MasterAgent(BaseAgent):
                            "groups": v["groups"]} for k, v in kinds.items()},
             "target": {"kind": base.target_kind, "reduction": base.target_reduction, "budget": base.target_budget},
             "safety_limits": limits, "batch_size": batch_size, "base_strategy": base.to_dict(),
-            "history": [{"strategy": o.strategy.to_dict(), "result": {"top1": o.score}} for o in history],
+            "history": [{"strategy": o.strategy.to_dict(), "result": _llm_result(o)} for o in history],
             "running": [s.to_dict() for s in pending],
         }
         if frontier is not None:

@@ -94,10 +94,16 @@ _RANKINGS = ((False, False), (True, False), (True, True))  # (global, isomorphic
 
 @dataclass(frozen=True)
 class Observation:
-    """An evaluated strategy: ``score`` is top-1 after fine-tuning, None when the trial failed."""
+    """An evaluated strategy: ``score`` is top-1 after fine-tuning, None when the trial failed.
+
+    In a multi-fidelity search ``score`` is the top-1 at the last rung the trial reached, and
+    ``rungs`` holds ``(budget, top1)`` at each rung (a trial the scheduler stopped at a low rung
+    is an early, noisy result, not a failure); None in a one-budget search.
+    """
 
     strategy: Strategy
     score: float | None
+    rungs: tuple[tuple[int, float], ...] | None = None
 
 
 def sensitivity_multipliers(kinds: Mapping[str, Mapping[str, float]], power: float = 0.5) -> dict[str, float]:

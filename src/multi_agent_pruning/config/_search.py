@@ -167,6 +167,23 @@ class SearchConfig(ConfigModel):
         "auto",
         description="Who proposes strategies; auto = llm when an API key or llm.base_url is set.",
     )
+    scheduler: Literal["fifo", "asha"] = Field(
+        "fifo",
+        description="fifo: every trial fine-tunes its strategy's budget once. asha: multi-fidelity search with Ray "
+        "Tune's ASHAScheduler: every trial reports after each rung (1, reduction_factor, reduction_factor**2, ... "
+        "times its strategy's fine-tune budget in all), continuing the same model and optimizer; the scheduler stops "
+        "the trials below the top 1/reduction_factor of a rung (docs/agents.md, 'Multi-fidelity search').",
+    )
+    rungs: int = Field(3, ge=2, le=6, description="asha: rungs per trial (3: 1x, 3x and 9x with reduction_factor 3).")
+    reduction_factor: int = Field(
+        3, ge=2, le=8, description="asha: budget multiple between rungs; the top 1/reduction_factor is promoted."
+    )
+
+    def rung_budgets(self) -> tuple[int, ...] | None:
+        """asha: each rung's fine-tune budget as a multiple of the strategy's (1, 3, 9); fifo: None."""
+        if self.scheduler != "asha":
+            return None
+        return tuple(self.reduction_factor**k for k in range(self.rungs))
 
 
 class StrategyDefaults(ConfigModel):

@@ -107,6 +107,9 @@ class FineTuneResult:
         seconds: Wall time of the run.
         precision: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (autocast dtype).
         device: Device the model was trained on.
+        optimizer_state: The optimizer's per-parameter state after the last step (AdamW moments,
+            SGD momentum), to continue in a later run (``fine_tune(optimizer_state=...)``); None
+            when no step ran.
     """
 
     steps: int
@@ -118,6 +121,7 @@ class FineTuneResult:
     seconds: float = 0.0
     precision: str = "float32"
     device: str = "cpu"
+    optimizer_state: dict[str, Any] | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """JSON-friendly numbers without the per-step histories."""
@@ -182,6 +186,7 @@ def fine_tune(
     seed: int = 0,
     on_step: Callable[[int, float, float], None] | None = None,
     deadline: Deadline | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> FineTuneResult:
     """Recovers a pruned model with a short supervised run, optionally distilled from ``teacher``.
 
@@ -201,6 +206,9 @@ def fine_tune(
         seed: Seed of the run.
         on_step: Called after every step as ``on_step(step, loss, lr)`` with a 1-based step.
         deadline: Checked before every step (None: no limit); bounds a budget of any size in time.
+        optimizer_state: ``FineTuneResult.optimizer_state`` of an earlier run on this model: the
+            optimizer continues with that state (AdamW moments and step counts) under this run's
+            learning-rate schedule, which starts again with its warm-up (a warm restart, as SGDR).
 
     Returns:
         A :class:`FineTuneResult`; a zero budget returns one with no steps and leaves weights as they are.
@@ -230,7 +238,8 @@ def fine_tune(
     try:
         with torch.random.fork_rng(devices=rng_devices):
             torch.manual_seed(seed)
-            result = _train(model, train_loader, config, teacher, device, total, progress, on_step, deadline)
+            result = _train(model, train_loader, config, teacher, device, total, progress, on_step, deadline,
+                            optimizer_state)
     finally:
         model.eval()
     result.epochs = total / batches if batches else None
@@ -239,8 +248,12 @@ def fine_tune(
     return result
 
 
-def _train(model, loader, config, teacher, device, total, progress, on_step, deadline) -> FineTuneResult:
+def _train(model, loader, config, teacher, device, total, progress, on_step, deadline,
+           optimizer_state=None) -> FineTuneResult:
     optimizer = _create_optimizer(model, config)
+    if optimizer_state is not None:  # only the per-parameter state: lr and groups are this run's
+        fresh = optimizer.state_dict()
+        optimizer.load_state_dict({"state": optimizer_state, "param_groups": fresh["param_groups"]})
     warmup = math.floor(config.warmup_ratio * total + 0.5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_multiplier(step, total, warmup, config.scheduler))
@@ -281,7 +294,7 @@ def _train(model, loader, config, teacher, device, total, progress, on_step, dea
     precision = str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32"
     return FineTuneResult(steps=len(losses), epochs=None, final_loss=losses[-1],
                           mean_loss=sum(losses) / len(losses), loss_history=losses, lr_history=lrs,
-                          precision=precision, device=str(device))
+                          precision=precision, device=str(device), optimizer_state=optimizer.state_dict()["state"])
 
 
 def training_loss(model, teacher, inputs, targets, config) -> torch.Tensor:

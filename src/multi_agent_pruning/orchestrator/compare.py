@@ -48,6 +48,7 @@ from multi_agent_pruning.orchestrator.prepare import (
 from multi_agent_pruning.orchestrator.ray_runtime import init_ray
 from multi_agent_pruning.orchestrator.tune_run import (
     build_tuner,
+    rung_gate,
     concurrency,
     fit_search,
     profile_with_actor,
@@ -267,14 +268,15 @@ def _run_study(cfg: ExperimentConfig, paths: ExperimentPaths, ctx, method: str, 
     store = ResultStore(paths.results)
     sink = RowSink(store, total=budget, progress=print_progress if progress else None)
     ids = {k: v for k, v in ctx.identifiers("", 0).items() if k not in ("trial_id", "iteration")}
-    trainable = tune.with_parameters(run_params_trial, context=ctx, method_name=method, base_json=base.to_json(),
-                                     kinds=kinds)
-    tuner = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
-                        name=f"{name}-run{run}", storage=paths.tune,
-                        # A trial whose worker died still names its target (a sweep's frontier counts it).
-                        callbacks=[RowRecorder(sink, {**ids, "target_reduction": base.target_reduction,
-                                                      "target_value": base.target_budget}, base.target_kind)])
-    fit_search(tuner, sink)
+    with rung_gate(cfg, ctx) as (gated, gate):
+        trainable = tune.with_parameters(run_params_trial, context=gated, method_name=method,
+                                         base_json=base.to_json(), kinds=kinds)
+        tuner = build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
+                            name=f"{name}-run{run}", storage=paths.tune, gate=gate,
+                            # A trial whose worker died still names its target (a sweep's frontier counts it).
+                            callbacks=[RowRecorder(sink, {**ids, "target_reduction": base.target_reduction,
+                                                          "target_value": base.target_budget}, base.target_kind)])
+        fit_search(tuner, sink)
     if sink.error is not None:
         raise sink.error
     raise_if_interrupted()

@@ -108,7 +108,7 @@ def build_context(cfg: ExperimentConfig, *, method: str, run: int, seed: int | N
         evaluation=evaluation, tolerance=cfg.target.tolerance, device=hw.device,
         threads=max(1, int(hw.cpus_per_trial)), model_kwargs=kwargs, distributed=_distributed(cfg),
         gpu_memory_limit=hw.gpu.memory_limit_bytes(), trial_timeout_s=cfg.effective_search().trial_timeout_s,
-        adaptive_bn_batches=cfg.evaluation.adaptive_bn_batches,
+        adaptive_bn_batches=cfg.evaluation.adaptive_bn_batches, rungs=cfg.effective_search().rung_budgets(),
     )
     return context
 

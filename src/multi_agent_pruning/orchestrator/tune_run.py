@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from multi_agent_pruning.orchestrator.prepare import (
 from multi_agent_pruning.search.interrupt import InterruptStopper, raise_if_interrupted, requested, searching
 from multi_agent_pruning.results import ResultStore, TargetKey, point_target, row_target
 from multi_agent_pruning.search.rows import RowSink
+from multi_agent_pruning.search.fidelity import build_scheduler, start_gate
 from multi_agent_pruning.search.searcher import MasterSearcher
 from multi_agent_pruning.search.trial import TrialContext, evaluate_dense, with_dense_top1
 from multi_agent_pruning.search.tune_trial import run_tune_trial
@@ -35,7 +39,7 @@ logger = logging.getLogger(__name__)
 _MODEL_FILES = ("model.json", "model.safetensors")
 
 __all__ = ["build_tuner", "concurrency", "finish_dense_evaluation", "find_trial_checkpoint", "fit_search",
-           "profile_with_actor", "run_search", "save_best_model", "save_best_models", "saved_trial_id",
+           "profile_with_actor", "rung_gate", "run_search", "save_best_model", "save_best_models", "saved_trial_id",
            "start_dense_evaluation", "trial_resources", "use_prestarted_workers"]
 
 
@@ -140,9 +144,10 @@ def run_search(cfg: ExperimentConfig, paths: ExperimentPaths, context: TrialCont
                                   history=existing, record=record, start_iteration=start_iteration,
                                   reveal_lag=parallel - 1 if search_cfg.reproducible else None)
         if budget > 0:
-            trainable = tune.with_parameters(run_tune_trial, context=context)
-            fit_search(build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
-                                   name=f"{method}-run{context.run}", storage=paths.tune), record)
+            with rung_gate(cfg, context) as (gated, gate):
+                trainable = tune.with_parameters(run_tune_trial, context=gated)
+                fit_search(build_tuner(cfg, trainable, searcher, budget=budget, parallel=parallel,
+                                       name=f"{method}-run{context.run}", storage=paths.tune, gate=gate), record)
     finally:
         # Free their processes now: a comparison runs one search per method and run, and the
         # Tune state may keep the handles (and so the actors, ~0.8 GB each) alive until exit.
@@ -221,15 +226,32 @@ def fit_search(tuner: tune.Tuner, sink: RowSink) -> tune.ResultGrid:
     return grid
 
 
+@contextlib.contextmanager
+def rung_gate(cfg: ExperimentConfig, context: TrialContext) -> Iterator[tuple[TrialContext, Any]]:
+    """``(context, gate)`` for one search: with ``search.scheduler: asha`` and
+    ``search.reproducible``, a new :class:`~multi_agent_pruning.search.fidelity.RungGate` (named in
+    ``context.rung_gate``, killed on exit); otherwise ``(context, None)``."""
+    search_cfg = cfg.effective_search()
+    name, gate = start_gate(search_cfg.reproducible, context.rungs)
+    try:
+        yield (replace(context, rung_gate=name) if name else context), gate
+    finally:
+        if gate is not None:
+            ray.kill(gate)
+
+
 def build_tuner(cfg: ExperimentConfig, trainable: Any, searcher: Any, *, budget: int, parallel: int, name: str,
-                storage: Any, callbacks: list | None = None) -> tune.Tuner:
-    """The Tuner every search uses: per-trial resources, concurrency limit, retries, actor reuse."""
+                storage: Any, callbacks: list | None = None, gate: Any = None) -> tune.Tuner:
+    """The Tuner every search uses: per-trial resources, concurrency limit, retries, actor reuse,
+    and the scheduler of ``search.scheduler`` (FIFO, or ASHA over the rungs; ``gate``: its
+    :func:`rung_gate`)."""
     search_cfg = cfg.effective_search()
     use_prestarted_workers()
+    scheduler = build_scheduler(search_cfg.rung_budgets(), search_cfg.reduction_factor, gate)
     return tune.Tuner(
         tune.with_resources(trainable, trial_resources(cfg)),
         tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=parallel),
-                                    num_samples=budget, reuse_actors=search_cfg.reuse_actors),
+                                    num_samples=budget, reuse_actors=search_cfg.reuse_actors, scheduler=scheduler),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=search_cfg.max_failures),
                                   callbacks=callbacks, stop=InterruptStopper()),

@@ -125,8 +125,9 @@ COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("stopped_early", _BOOL, "", "The scheduler stopped the trial at `rung` (not promoted to the next "
                "rung); a result, not a failure.", "a one-budget (FIFO) search, or a final row"),
     ColumnSpec("rungs_json", _STR, "", "Each rung the trial reached as a JSON list of "
-               "`{rung, budget, steps, top1, top5, loss, seconds}` (`budget`: multiple of the strategy's "
-               "fine-tune budget; `steps`: cumulative; `seconds`: that rung's fine-tune).",
+               "`{rung, budget, steps, top1, top5, loss, seconds, session}` (`budget`: multiple of the strategy's "
+               "fine-tune budget; `steps`: cumulative; `seconds`: that rung's fine-tune; `session`: 0, or how many "
+               "times the trial had continued from its checkpoint after its worker died).",
                "a one-budget (FIFO) search, or a final row"),
     # -- placement ---------------------------------------------------------------------
     ColumnSpec("node_id", _STR, "", "Ray node id of the worker that ran the trial.",

@@ -76,4 +76,4 @@ def run_params_trial(config: dict[str, Any], context: TrialContext, method_name:
     method = method_for(method_name)
     strategy = method.strategy_from_params(Strategy.from_json(base_json), config, kinds)
     run_tune_trial({"strategy": strategy.to_json(), "trial_id": tune.get_context().get_trial_id(),
-                    "iteration": int(config.get("iteration", 0))}, context)
+                    "iteration": int(config.get("iteration", 0)), "issue_index": config.get("issue_index")}, context)

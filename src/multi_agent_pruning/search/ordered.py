@@ -110,6 +110,8 @@ class InOrderSearcher(Searcher):
         self._hand_over(seen)
         suggestion = self.searcher.suggest(trial_id)
         if suggestion not in (None, Searcher.FINISHED):
+            if isinstance(suggestion, dict):  # the trial's place in issue order (search.fidelity's gate)
+                suggestion = {**suggestion, "issue_index": self.order.issued}
             self.order.issue(trial_id)
             if self.order.issued >= self.budget:
                 self._hand_over_finished()

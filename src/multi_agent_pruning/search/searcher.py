@@ -36,7 +36,18 @@ from multi_agent_pruning.search.rows import dead_worker_row
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MasterSearcher", "row_from_report"]
+__all__ = ["MasterSearcher", "observation", "row_from_report"]
+
+
+def observation(row: TrialResult) -> dict[str, Any]:
+    """What the master learns of a finished trial: its strategy, status and top-1 after its last
+    fine-tune; in a multi-fidelity search also the ``rung`` it reached, ``stopped_early`` (the
+    scheduler did not promote it: a result, not a failure) and ``rungs`` (top-1 at each rung)."""
+    seen = {"strategy_json": row.strategy_json, "top1_after": row.top1_after, "status": row.status}
+    if row.rungs_json:
+        seen.update(rung=row.rung, stopped_early=row.stopped_early,
+                    rungs=[{"rung": r["rung"], "budget": r["budget"], "top1": r["top1"]} for r in json.loads(row.rungs_json)])
+    return seen
 
 
 def row_from_report(result: dict[str, Any]) -> TrialResult:
@@ -102,10 +113,12 @@ class MasterSearcher(Searcher):
                 return Searcher.FINISHED if self.finished else None
         strategy = self.queue.pop(0)
         self.running[trial_id] = (strategy, self.iteration - 1)
+        index = self.issued
         self.issued += 1
         if self.order is not None:
             self.order.issue(trial_id)
-        return {"strategy": strategy.to_json(), "trial_id": trial_id, "iteration": self.iteration - 1}
+        return {"strategy": strategy.to_json(), "trial_id": trial_id, "iteration": self.iteration - 1,
+                "issue_index": index}
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         ordered = self.order is not None and trial_id in self.running and trial_id in self.order.order
@@ -123,7 +136,7 @@ class MasterSearcher(Searcher):
         if strategy is not None:
             _set_tokens(row, self.tokens.pop(strategy.key(), None))
         self.record(row)
-        seen = {"strategy_json": row.strategy_json, "top1_after": row.top1_after, "status": row.status}
+        seen = observation(row)
         if ordered:
             self.order.finish(trial_id, seen)
         else:

@@ -18,7 +18,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -36,7 +37,7 @@ from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrialContext", "evaluate_dense", "evaluate_strategy", "placement", "prune_strategy", "with_dense_top1"]
+__all__ = ["RungProgress", "TrialContext", "evaluate_rungs", "load_rung_checkpoint", "save_rung_checkpoint", "evaluate_dense", "evaluate_strategy", "placement", "prune_strategy", "with_dense_top1"]
 
 
 @dataclass
@@ -67,6 +68,10 @@ class TrialContext:
             ``base_top1``. None until measured.
         adaptive_bn_batches: Training batches for the adaptive-BatchNorm accuracy of each
             pruned model (``evaluation.adaptive_bn_batches``; 0: not measured).
+        rungs: A multi-fidelity search's rung budgets as multiples of each strategy's fine-tune
+            budget (``search.rung_budgets()``, e.g. ``(1, 3, 9)``); None for one budget (FIFO).
+        rung_gate: Name of the search's :class:`~multi_agent_pruning.search.fidelity.RungGate`
+            actor (reproducible ASHA: rung results reach the scheduler in issue order); None without.
     """
 
     experiment: str
@@ -93,6 +98,8 @@ class TrialContext:
     trial_timeout_s: float | None = None
     dense_top1: float | None = None
     adaptive_bn_batches: int = 0
+    rungs: tuple[int, ...] | None = None
+    rung_gate: str | None = None
 
     def identifiers(self, trial_id: str, iteration: int) -> dict[str, Any]:
         """The columns every row of this run carries: its identifiers and the dense model's top-1."""
@@ -104,13 +111,13 @@ class TrialContext:
 FAULT_ENV = "MAPRUNER_FAULT_INJECTION"
 
 
-def inject_fault(stage: str, strategy: Strategy) -> None:
+def inject_fault(stage: str, strategy: Strategy, rung: int | None = None) -> None:
     """Chaos-testing hook (reliability tests): fails a trial on purpose when asked to.
 
     ``MAPRUNER_FAULT_INJECTION`` holds JSON ``{"stage": "prune"|"finetune"|"evaluate",
     "kind": "raise"|"oom"|"nan"|"exit"|"exit_once"|"hang", "importance": <criterion or null>,
-    "marker": <path, for exit_once>}``; trials whose strategy uses ``importance`` (any trial when
-    null) fail that way at that stage (``hang``: a call that never returns and never checks the
+    "marker": <path, for exit_once>, "rung": <k or null>}``; trials whose strategy uses ``importance`` (any trial
+    when null) fail that way at that stage (of rung ``k`` only, in a multi-fidelity trial, when set) (``hang``: a call that never returns and never checks the
     trial's deadline, as a hang in C code). Unset in normal use: then this does nothing.
     """
     spec = os.environ.get(FAULT_ENV)
@@ -118,6 +125,8 @@ def inject_fault(stage: str, strategy: Strategy) -> None:
         return
     fault = json.loads(spec)
     if fault.get("stage") != stage or fault.get("importance") not in (None, strategy.importance):
+        return
+    if fault.get("rung") is not None and fault["rung"] != rung:
         return
     kind = fault.get("kind", "raise")
     if kind == "raise":
@@ -239,8 +248,21 @@ def prune_strategy(strategy: Strategy, context: TrialContext, device: torch.devi
     return dense, pruned["model"], pruned["prune"]
 
 
-def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], deadline: Deadline,
-         save_dir: str | None) -> TrialResult:
+@dataclass
+class PrunedTrial:
+    """A trial's pruned model and what was measured of it before any fine-tune."""
+
+    device: torch.device
+    dense: nn.Module
+    model: nn.Module
+    prune: dict[str, Any]
+    before: dict[str, Any]
+    adaptive_bn: float | None
+    eval_loader: Any
+
+
+def _prune_and_probe(strategy: Strategy, context: TrialContext, deadline: Deadline) -> tuple[PrunedTrial, Any]:
+    """Prunes ``strategy`` and measures the model before fine-tuning; returns it and the train loader."""
     device = resolve_device(context.device)
     if device.type == "cuda" and context.gpu_memory_limit:
         total = torch.cuda.get_device_properties(device).total_memory
@@ -248,8 +270,8 @@ def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], deadlin
     with deadline.stage("prune", record="prune"):
         inject_fault("prune", strategy)
         dense, model, prune = prune_strategy(strategy, context, device, deadline)
-    train_loader, val_loader = create_loaders(context.bundle, context.finetune_batch_size,
-                                              num_workers=context.num_workers, seed=context.seed)
+    train_loader, _ = create_loaders(context.bundle, context.finetune_batch_size,
+                                     num_workers=context.num_workers, seed=context.seed)
     _, eval_loader = create_loaders(context.bundle, context.batch_size, num_workers=context.num_workers)
     with deadline.stage("evaluate (accuracy before fine-tuning)"):
         before = evaluate(model, eval_loader, device=device, deadline=deadline)
@@ -264,34 +286,215 @@ def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], deadlin
                                   deadline=deadline)
             adaptive_bn = evaluate(probe, eval_loader, device=device, deadline=deadline)["top1"]
             del probe
+    return PrunedTrial(device, dense, model, prune, before, adaptive_bn, eval_loader), train_loader
+
+
+def _fine_tune(pruned: PrunedTrial, strategy: Strategy, context: TrialContext, deadline: Deadline, train_loader: Any,
+               *, seed: int, steps: int | None = None, optimizer_state: dict | None = None,
+               keep_optimizer_state: bool = False, rung: int | None = None) -> dict[str, Any]:
+    overrides = {"steps": steps} if steps is not None else {}
     with deadline.stage("fine-tune", record="finetune"):
-        inject_fault("finetune", strategy)
-        FineTuningAgent({**context.finetune, "distributed": context.distributed}).execute(
-            {"model": model, "train_loader": train_loader, "train_dataset": context.bundle.train,
-             "batch_size": context.finetune_batch_size, "strategy": strategy, "teacher": dense, "device": device,
-             "seed": context.seed, "deadline": deadline})
+        inject_fault("finetune", strategy, rung)
+        return FineTuningAgent({**context.finetune, **overrides, "distributed": context.distributed}).execute(
+            {"model": pruned.model, "train_loader": train_loader, "train_dataset": context.bundle.train,
+             "batch_size": context.finetune_batch_size, "strategy": strategy, "teacher": pruned.dense,
+             "device": pruned.device, "seed": seed, "deadline": deadline, "optimizer_state": optimizer_state,
+             "keep_optimizer_state": keep_optimizer_state})["finetune"]
+
+
+def _measure(pruned: PrunedTrial, strategy: Strategy, context: TrialContext, deadline: Deadline) -> dict[str, Any]:
     with deadline.stage("evaluate", record="evaluate"):
         inject_fault("evaluate", strategy)
-        metrics = EvaluationAgent(context.evaluation).execute(
-            {"model": model, "val_loader": eval_loader, "input_shape": context.input_shape, "device": device,
-             "dataset_info": context.bundle.info, "deadline": deadline})["metrics"]
-    stages = deadline.completed
-    row = TrialResult(
+        return EvaluationAgent(context.evaluation).execute(
+            {"model": pruned.model, "val_loader": pruned.eval_loader, "input_shape": context.input_shape,
+             "device": pruned.device, "dataset_info": context.bundle.info, "deadline": deadline})["metrics"]
+
+
+def _ok_row(strategy: Strategy, ids: dict[str, Any], pruned: PrunedTrial, metrics: dict[str, Any],
+            stages: dict[str, float], **columns: Any) -> TrialResult:
+    prune, before = pruned.prune, pruned.before
+    return TrialResult(
         **ids, **{k: v for k, v in strategy_columns(strategy).items() if k != "target_value"},
         base_macs=prune["base_macs"], base_params=prune["base_params"], macs=prune["macs"], params=prune["params"],
         macs_reduction=prune["macs_reduction"], params_reduction=prune["params_reduction"],
         target_value=prune["target"], target_error=prune["error"],
-        top1_before=before["top1"], top5_before=before.get("top5"), top1_adaptive_bn=adaptive_bn,
+        top1_before=before["top1"], top5_before=before.get("top5"), top1_adaptive_bn=pruned.adaptive_bn,
         top1_after=metrics["top1"], top5_after=metrics.get("top5"), loss_after=metrics.get("loss"),
         latency_ms=metrics.get("latency_ms"), status="ok",
         custom_metrics_json=json.dumps(metrics["custom"]) if metrics.get("custom") else None,
-        **_stage_columns(stages),
+        **_stage_columns(stages), **columns,
     )
-    if save_dir is not None:
-        from multi_agent_pruning.core.serialization import save_pruned_model
 
-        save_pruned_model(model.cpu(), save_dir, base_model=context.model_name, model_kwargs=context.model_kwargs,
-                          metadata={"strategy": strategy.to_dict(), "macs": row.macs, "params": row.params,
-                                    "top1": row.top1_after, "trial_id": row.trial_id,
-                                    "experiment": row.experiment})
+
+def _save(model: nn.Module, row: TrialResult, strategy: Strategy, context: TrialContext, save_dir: str) -> None:
+    from multi_agent_pruning.core.serialization import save_pruned_model
+
+    save_pruned_model(model.cpu(), save_dir, base_model=context.model_name, model_kwargs=context.model_kwargs,
+                      metadata={"strategy": strategy.to_dict(), "macs": row.macs, "params": row.params,
+                                "top1": row.top1_after, "trial_id": row.trial_id, "experiment": row.experiment})
+
+
+def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], deadline: Deadline,
+         save_dir: str | None) -> TrialResult:
+    pruned, train_loader = _prune_and_probe(strategy, context, deadline)
+    tuned = _fine_tune(pruned, strategy, context, deadline, train_loader, seed=context.seed)
+    metrics = _measure(pruned, strategy, context, deadline)
+    row = _ok_row(strategy, ids, pruned, metrics, deadline.completed, steps_trained=tuned.get("steps"))
+    if save_dir is not None:
+        _save(pruned.model, row, strategy, context, save_dir)
     return row
+
+
+# -- multi-fidelity trials (search.scheduler: asha) ---------------------------------------
+
+_RUNG_STATE = "rung_state.json"
+_OPTIMIZER = "optimizer.pt"
+
+
+@dataclass
+class RungProgress:
+    """What a multi-fidelity trial carries from one rung to the next, and through its checkpoint.
+
+    Attributes:
+        rung: Last rung finished (-1: none yet).
+        steps: Fine-tune optimiser steps so far, all rungs together.
+        rungs: One ``{rung, budget, steps, top1, top5, loss, seconds}`` per finished rung.
+        seconds: Stage seconds so far (``prune``, ``finetune`` summed over rungs, ``evaluate`` of the last).
+        started_at: When the trial's first session started (ISO text).
+        optimizer_state: The optimizer's per-parameter state after the last rung.
+        session: 0 in the trial's first process, one more each time it continued from its
+            checkpoint (a retry after its worker died); each rung records the session that ran it.
+    """
+
+    rung: int = -1
+    steps: int = 0
+    rungs: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    started_at: str | None = None
+    optimizer_state: dict | None = None
+    session: int = 0
+
+
+def _segment_steps(strategy: Strategy, context: TrialContext, train_loader: Any) -> int:
+    """Optimiser steps of the strategy's own fine-tune budget (rung budget 1)."""
+    from multi_agent_pruning.core.training import FineTuneConfig
+
+    overrides = {k: v for k, v in context.finetune.items() if k in FineTuneConfig.model_fields}
+    return FineTuneConfig.from_strategy(strategy, **overrides).total_steps(_length(train_loader))
+
+
+def _length(loader: Any) -> int | None:
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def evaluate_rungs(strategy: Strategy, context: TrialContext, *, trial_id: str, iteration: int = 0,
+                   deadline: Deadline | None = None,
+                   resume: tuple[PrunedTrial, RungProgress] | None = None) -> Iterator[tuple[TrialResult, PrunedTrial, RungProgress]]:
+    """A multi-fidelity trial: yields ``(row, pruned, progress)`` after each rung of ``context.rungs``.
+
+    Rung ``k`` brings the model's fine-tune to ``rungs[k]`` times the strategy's budget in all:
+    the same model and optimizer state continue, under a new warm-up + cosine schedule over the
+    rung's added steps (a warm restart), with the training data in the order of seed
+    ``seed + k``. Rung 0 is exactly the one-budget (FIFO) trial. The row of rung ``k`` has
+    ``rung = k``, ``top1_after`` measured there, every rung so far in ``rungs_json``, and
+    ``stopped_early`` true unless ``k`` is the last rung (if the scheduler promotes the trial, the
+    next rung's row replaces it). ``resume`` continues from a checkpoint
+    (:func:`load_rung_checkpoint`). An error ends the generator with a ``failed`` row that
+    keeps the rungs already measured.
+    """
+    budgets = context.rungs or (1,)
+    deadline = deadline or Deadline(context.trial_timeout_s)
+    ids = context.identifiers(trial_id, iteration)
+    where = {**placement(), "device": _device_name(context.device)}
+    if context.threads:
+        torch.set_num_threads(context.threads)
+    seed_everything(context.seed)
+    clock = time.perf_counter()
+    pruned, progress = resume if resume is not None else (None, RungProgress())
+    progress.started_at = progress.started_at or datetime.now(timezone.utc).isoformat()
+    elapsed_before = sum(progress.seconds.get(k, 0.0) for k in ("total",))
+    try:
+        if pruned is None:
+            pruned, train_loader = _prune_and_probe(strategy, context, deadline)
+            progress.seconds["prune"] = deadline.completed.get("prune", 0.0)
+        else:
+            train_loader, _ = create_loaders(context.bundle, context.finetune_batch_size,
+                                             num_workers=context.num_workers, seed=context.seed)
+        base = _segment_steps(strategy, context, train_loader)
+        for k in range(progress.rung + 1, len(budgets)):
+            steps = base * budgets[k] - (base * budgets[k - 1] if k else 0)
+            loader = train_loader if k == 0 else create_loaders(
+                context.bundle, context.finetune_batch_size, num_workers=context.num_workers, seed=context.seed + k)[0]
+            tuned = _fine_tune(pruned, strategy, context, deadline, loader, seed=context.seed + k, steps=steps,
+                               optimizer_state=progress.optimizer_state, keep_optimizer_state=True, rung=k)
+            metrics = _measure(pruned, strategy, context, deadline)
+            progress.rung, progress.steps = k, progress.steps + int(tuned.get("steps") or 0)
+            progress.optimizer_state = tuned.get("optimizer_state")
+            progress.seconds["finetune"] = progress.seconds.get("finetune", 0.0) + deadline.completed["finetune"]
+            progress.seconds["evaluate"] = deadline.completed["evaluate"]
+            progress.rungs.append({"rung": k, "budget": budgets[k], "steps": progress.steps, "top1": metrics["top1"],
+                                   "top5": metrics.get("top5"), "loss": _finite(metrics.get("loss")),
+                                   "seconds": deadline.completed["finetune"], "session": progress.session})
+            row = _ok_row(strategy, ids, pruned, metrics, {}, steps_trained=progress.steps, rung=k,
+                          stopped_early=k < len(budgets) - 1, rungs_json=json.dumps(progress.rungs),
+                          **{f"seconds_{name}": progress.seconds.get(name) for name in ("prune", "finetune", "evaluate")},
+                          **where)
+            _stamp(row, progress, elapsed_before + time.perf_counter() - clock)
+            yield row, pruned, progress
+    except Exception as err:  # a failed rung is a failed row that keeps the rungs before it
+        logger.info("trial %s failed: %s: %s", trial_id, type(err).__name__, err)
+        row = TrialResult.failed(error=err, strategy=strategy, **ids, **where,
+                                 **{f"seconds_{name}": v for name, v in progress.seconds.items() if name != "total"},
+                                 steps_trained=progress.steps or None,
+                                 rung=progress.rung if progress.rung >= 0 else None,
+                                 rungs_json=json.dumps(progress.rungs) if progress.rungs else None)
+        _stamp(row, progress, elapsed_before + time.perf_counter() - clock)
+        yield row, pruned, progress
+
+
+def _finite(value: Any) -> Any:
+    return value if value is None or (isinstance(value, float) and np.isfinite(value)) else None
+
+
+def _stamp(row: TrialResult, progress: RungProgress, seconds: float) -> None:
+    progress.seconds["total"] = seconds
+    row.started_at = datetime.fromisoformat(progress.started_at)
+    row.finished_at = datetime.now(timezone.utc)
+    row.seconds_total = seconds
+
+
+def save_rung_checkpoint(directory: str | Path, pruned: PrunedTrial, progress: RungProgress, row: TrialResult,
+                         strategy: Strategy, context: TrialContext) -> None:
+    """Writes a multi-fidelity trial's state after a rung: the model (as ``best_model/`` holds
+    one), the optimizer state and ``rung_state.json`` (progress and the pre-fine-tune measurements)."""
+    from multi_agent_pruning.utils.atomic import atomic_write
+
+    directory = Path(directory)
+    _save(pruned.model, row, strategy, context, str(directory))
+    pruned.model.to(pruned.device)
+    torch.save(progress.optimizer_state or {}, directory / _OPTIMIZER)
+    state = {"rung": progress.rung, "steps": progress.steps, "rungs": progress.rungs, "seconds": progress.seconds,
+             "started_at": progress.started_at, "prune": pruned.prune, "before": pruned.before,
+             "adaptive_bn": pruned.adaptive_bn, "trial_id": row.trial_id, "session": progress.session}
+    atomic_write(directory / _RUNG_STATE, json.dumps(state, default=float))
+
+
+def load_rung_checkpoint(directory: str | Path, context: TrialContext) -> tuple[PrunedTrial, RungProgress]:
+    """The state :func:`save_rung_checkpoint` wrote, ready for ``evaluate_rungs(resume=...)``."""
+    from multi_agent_pruning.core.serialization import load_pruned_model
+
+    directory = Path(directory)
+    state = json.loads((directory / _RUNG_STATE).read_text())
+    device = resolve_device(context.device)
+    model, _ = load_pruned_model(directory, device=device)
+    optimizer_state = torch.load(directory / _OPTIMIZER, map_location=device, weights_only=True) or None
+    _, eval_loader = create_loaders(context.bundle, context.batch_size, num_workers=context.num_workers)
+    pruned = PrunedTrial(device, context.model.to(device).eval(), model, state["prune"], state["before"],
+                         state["adaptive_bn"], eval_loader)
+    progress = RungProgress(rung=state["rung"], steps=state["steps"], rungs=state["rungs"], seconds=state["seconds"],
+                            started_at=state["started_at"], optimizer_state=optimizer_state,
+                            session=state.get("session", 0) + 1)
+    return pruned, progress
