@@ -87,7 +87,7 @@ def _devtools_port(profile: Path, process: subprocess.Popen, timeout: float = 20
     raise TimeoutError("chromium did not open its DevTools port")
 
 
-async def _inspect(port: int, url: str, screenshot: Path) -> dict:
+async def _inspect(port: int, url: str, screenshot: Path, figures: int = 5) -> dict:
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
@@ -104,7 +104,7 @@ async def _inspect(port: int, url: str, screenshot: Path) -> dict:
             for _ in range(150):  # up to ~15 s for plotly to draw every figure
                 rendered = await tools.evaluate("document.querySelectorAll('.js-plotly-plot .main-svg').length "
                                                 "&& document.querySelectorAll('.js-plotly-plot').length")
-                if rendered == 5:
+                if rendered == figures:
                     break
                 await asyncio.sleep(0.1)
             shot = await tools.call("Page.captureScreenshot", format="png")
@@ -122,6 +122,7 @@ async def _inspect(port: int, url: str, screenshot: Path) -> dict:
                     "Array.from(document.querySelectorAll('#figure-accuracy-vs-macs .legendtext'))"
                     ".map(t => t.textContent).join('|')"),
                 "accuracy_traces": await tools.evaluate(_DRAWN_TRACES),
+                "points": await tools.evaluate(_POINTS),
                 "errors": tools.errors(),
             }
 
@@ -142,7 +143,18 @@ _DRAWN_TRACES = """(() => {
 })()"""
 
 
-def _open_in_chromium(report: Path, tmp_path: Path) -> dict:
+# Per figure div id, the points plotly drew for each trace: {id: [[name, n_points], ...]}.
+_POINTS = """(() => {
+  const out = {};
+  document.querySelectorAll('.js-plotly-plot').forEach(gd => {
+    out[gd.id] = (gd.calcdata || []).map(cd => [cd[0].trace.name,
+      cd.filter(point => Number.isFinite(point.x) && Number.isFinite(point.y)).length]);
+  });
+  return out;
+})()"""
+
+
+def _open_in_chromium(report: Path, tmp_path: Path, figures: int = 5) -> dict:
     """What headless chromium shows of ``report`` (see :func:`_inspect`), and its screenshot."""
     profile = tmp_path / "chromium-profile"
     process = subprocess.Popen([str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
@@ -150,7 +162,7 @@ def _open_in_chromium(report: Path, tmp_path: Path) -> dict:
     try:
         port = _devtools_port(profile, process)
         screenshot = tmp_path / f"{report.stem}.png"
-        seen = asyncio.run(asyncio.wait_for(_inspect(port, report.as_uri(), screenshot), timeout=40))
+        seen = asyncio.run(asyncio.wait_for(_inspect(port, report.as_uri(), screenshot, figures), timeout=40))
     finally:
         process.terminate()
         try:
@@ -193,6 +205,35 @@ def test_sweep_report_draws_a_line_per_method_in_chromium(sweep_store, tmp_path)
     assert seen["legend"].split("|")[:2] == ["multi_agent", "taylor"]
     (dense,) = [t for t in seen["accuracy_traces"] if t["name"] == "dense compact_cnn"]
     assert dense["x"] == [10.0]  # the dense model drawn as a point at its MACs (10 M)
+
+
+def test_rung_and_recovery_sections_render_in_chromium(clean_store, clean_rows_factory, tmp_path):
+    """Issue 22's two sections as chromium draws them: the multi-fidelity rungs (a line per trial,
+    one point per rung it reached) and the final recovery (a point per recovered strategy)."""
+    import dataclasses
+
+    ok = [r for r in clean_rows_factory() if r.method == "multi_agent" and r.status == "ok"]
+    reached = (1, 2, 3, 1)  # rungs reached by the four trials (budgets 1, 3, 9)
+    rows = []
+    for row, count in zip(ok, reached):
+        rungs = [{"rung": k, "budget": 3**k, "steps": 5 * 3**k, "top1": row.top1_after - 0.05 * (count - 1 - k)}
+                 for k in range(count)]
+        rows.append(dataclasses.replace(row, trial_id=f"asha-{row.trial_id}", rung=count - 1,
+                                        stopped_early=count < 3, rungs_json=json.dumps(rungs),
+                                        steps_trained=rungs[-1]["steps"]))
+    finals = [dataclasses.replace(r, trial_id=f"final-{r.trial_id}", stage="final", source_trial_id=r.trial_id,
+                                  recovery_epochs=30, top1_after=min(1.0, r.top1_after + 0.1)) for r in rows[:3]]
+    store = ResultStore(tmp_path / "asha")
+    store.append(rows + finals)
+    report = write_report(store.root, tmp_path / "asha.html")
+    seen = _open_in_chromium(report, tmp_path, figures=7)
+    assert seen["errors"] == []
+    assert (seen["rendered"], seen["divs"]) == (7, 7)
+    drawn = dict((name, n) for name, n in seen["points"]["figure-rungs"] if "stopped" not in name)
+    assert sorted(n for _, n in seen["points"]["figure-rungs"]) == [1, 1, 2, 3]  # a point per rung reached
+    assert drawn == {"multi_agent": 3}  # the one trial that reached the last rung, not greyed out
+    recovery = dict(seen["points"]["figure-recovery"])
+    assert recovery["multi_agent"] == 3 and recovery["no change"] == 2
 
 
 def _quickstart_argv(out: Path) -> list[str]:

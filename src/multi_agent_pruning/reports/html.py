@@ -15,6 +15,7 @@ from multi_agent_pruning.exceptions import ConfigurationError, ResultStoreError,
 from multi_agent_pruning.reports.data import (escape, header_facts, macs_scale, prepare_frame, reference_series,
                                               series_order)
 from multi_agent_pruning.reports.figures import build_figures
+from multi_agent_pruning.reports.fidelity import rungs_section
 from multi_agent_pruning.reports.recovery import recovery_section, signals_section
 from multi_agent_pruning.reports.tables import (area_per_run_table, best_per_run_table, failures_table,
                                                 frontier_table, friedman_text, statistics_table)
@@ -152,6 +153,7 @@ def render_report_html(table: Any, *, title: str | None = None, source: str = ""
         f"<style>{_CSS}</style>", f'<script type="text/javascript">{get_plotlyjs()}</script>', "</head><body>",
         f"<header><h1>{escape(title)}</h1>{_header(facts, source, regenerate)}</header>", *sections,
         recovery_section(frame, final, _figure_div) if final is not None and len(final) else "",
+        rungs_section(frame, _figure_div),
         signals_section(frame),
         _statistics_section(frame, stats, n_resamples, seed, sweep),
         f'<section id="failures"><h2>Failed and rejected trials</h2>{failures_table(frame)}</section>',
