@@ -58,3 +58,29 @@ def test_optuna_runs_under_the_same_scheduler(local_ray, tmp_path):
     trials = optuna.load_study(study_name=study.study_name, storage=storage).trials
     assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert sorted(t.value for t in trials) == pytest.approx(sorted(r.top1_after for r in rows))
+
+
+def test_the_llm_master_is_told_every_rung(run_prune):
+    """An LLM-driven ASHA search: the prompt of the second batch shows each revealed trial's top-1
+    at every rung it reached, exactly as the table stores them."""
+    from support.llm_server import OpenAICompatibleServer, reply_json
+
+    batches = ({"strategies": [{"importance": "l2"}, {"importance": "taylor", "global_pruning": False}],
+                "reasoning": "two criteria"},
+               {"strategies": [{"importance": "lamp"}, {"importance": "fpgm", "global_pruning": False}],
+                "reasoning": "two more"})
+    with OpenAICompatibleServer(model="test-model") as server:
+        server.script(reply_json(batches[0]), reply_json(batches[1]))
+        run = run_prune("asha-llm", trials=4, settings={
+            **ASHA, "search.max_iterations": "2", "search.policy": "llm", "llm.base_url": server.base_url,
+            "llm.model": "test-model", "llm.max_retries": "0", "llm.cache_dir": "{out}/llm_cache"},
+            env={"OPENAI_API_KEY": "sk-test"})
+        prompts = [r.messages_text() for r in server.chat_requests]
+    assert run.returncode == 0, run.explain()
+    rows = {r.importance: r for r in run.rows()}
+    assert len(prompts) == 2 and "Multi-fidelity search" in prompts[1] and "top1_by_budget" not in prompts[0]
+    import re
+
+    seen = [json.loads(m) for m in re.findall(r'"top1_by_budget": (\{[^}]*\})', prompts[1])]
+    stored = [{str(e["budget"]): round(e["top1"], 4) for e in json.loads(rows[i].rungs_json)} for i in ("l2", "taylor")]
+    assert seen and all(entry in stored for entry in seen), (seen, stored)
