@@ -415,7 +415,7 @@ def evaluate_rungs(strategy: Strategy, context: TrialContext, *, trial_id: str, 
     clock = time.perf_counter()
     pruned, progress = resume if resume is not None else (None, RungProgress())
     progress.started_at = progress.started_at or datetime.now(timezone.utc).isoformat()
-    elapsed_before = sum(progress.seconds.get(k, 0.0) for k in ("total",))
+    elapsed_before = progress.seconds.get("total", 0.0)  # the sessions before this one
     try:
         if pruned is None:
             pruned, train_loader = _prune_and_probe(strategy, context, deadline)
