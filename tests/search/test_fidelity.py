@@ -90,6 +90,8 @@ def test_the_scheduler_config_and_its_rungs():
         load_config("tests/support/quickstart_single.yaml", overrides=["search.scheduler=hyperband"])
     with pytest.raises(ConfigurationError, match="search.rungs"):
         load_config("tests/support/quickstart_single.yaml", overrides=["search.rungs=1"])
+    with pytest.raises(ConfigurationError, match="search.scheduler: asha compares the trials at each rung"):
+        load_config("configs/quickstart.yaml", overrides=["search.scheduler=asha"])  # a sweep
 
 
 def test_the_master_is_told_every_rung(context):

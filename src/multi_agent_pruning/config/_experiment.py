@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from ._agents import AgentsConfig
-from ._base import ConfigModel
+from ._base import ConfigModel, cross_field_error
 from ._data import DatasetConfig, DatasetOverride, ExperimentMetadata, ModelConfig, SafetyLimits
 from ._runtime import HardwareConfig, LLMConfig, PrecomputationConfig, RayConfig
 from ._search import (
@@ -70,6 +70,15 @@ class ExperimentConfig(ConfigModel):
                 if alias in data and name not in data:
                     data = {(name if key == alias else key): value for key, value in data.items()}
         return data
+
+    @model_validator(mode="after")
+    def _one_target_per_asha_search(self) -> ExperimentConfig:
+        if self.search.scheduler == "asha" and self.target.sweep is not None:
+            raise cross_field_error([(("search", "scheduler"),
+                                      "asha compares the trials at each rung, so the targets of a sweep would "
+                                      "compete (a harder target always looks worse): use fifo for a sweep, or one "
+                                      "target per run (target.reduction or target.budget)", "asha")])
+        return self
 
     def effective_dataset(self) -> DatasetConfig:
         """``dataset`` with the ``datasets.<dataset.name>`` entry merged over it."""
