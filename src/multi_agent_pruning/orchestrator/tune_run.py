@@ -12,7 +12,7 @@ import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
-from multi_agent_pruning.actors import ProfilingActor, create_actors
+from multi_agent_pruning.actors import ProfilingActor, create_actors, on_driver_node
 from multi_agent_pruning.config import ExperimentConfig
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.orchestrator.prepare import (
@@ -78,7 +78,7 @@ def cluster_fits(cfg: ExperimentConfig) -> list[int]:
 
 def profile_with_actor(cfg: ExperimentConfig, context: TrialContext) -> dict[str, Any]:
     """Runs the profiling agent as a Ray actor on the dense model."""
-    actor = ProfilingActor.remote(profiling_agent_config(cfg))
+    actor = ProfilingActor.options(**on_driver_node()).remote(profiling_agent_config(cfg))
     out = ray.get(actor.execute.remote(profile_request(cfg, context)))
     ray.kill(actor)
     return out["profile"]
