@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
+import torch
 
 from multi_agent_pruning.config import load_config
 from multi_agent_pruning.core.strategy import Strategy
@@ -75,3 +78,23 @@ def test_adaptive_bn_accuracy_is_measured_without_changing_the_trial(context):
     assert plain.top1_adaptive_bn is None and probed.top1_adaptive_bn is not None
     assert (probed.top1_before, probed.top1_after, probed.macs) == (plain.top1_before, plain.top1_after, plain.macs)
     assert probed.top1_adaptive_bn > probed.top1_before  # stale statistics after a 50 % prune cost accuracy
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a node without CUDA")
+def test_gpus_ray_assigned_on_a_node_without_cuda_mean_cpu_and_a_warning(caplog):
+    from multi_agent_pruning.search.trial import compute_device
+
+    with caplog.at_level(logging.WARNING, logger="multi_agent_pruning.search.trial"):
+        assert compute_device("auto", '["0"]', "t7") == "cpu"
+        assert compute_device("cuda", '["1", "2"]', "t8") == "cpu"
+    assert [r.getMessage() for r in caplog.records] == [
+        "trial t7: Ray assigned it GPU(s) 0, but CUDA is not available on this node (a simulated GPU?); "
+        "it computes on the CPU",
+        "trial t8: Ray assigned it GPU(s) 1, 2, but CUDA is not available on this node (a simulated GPU?); "
+        "it computes on the CPU"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="multi_agent_pruning.search.trial"):
+        # No GPU assigned (or outside Ray), or CPU asked for: the setting as it is, silently.
+        assert [compute_device("auto", "[]"), compute_device("auto", None), compute_device("cpu", '["0"]')] == [
+            "auto", "auto", "cpu"]
+    assert caplog.records == []

@@ -36,7 +36,7 @@ from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrialContext", "evaluate_dense", "evaluate_strategy", "placement", "prune_strategy", "with_dense_top1"]
+__all__ = ["TrialContext", "compute_device", "evaluate_dense", "evaluate_strategy", "placement", "prune_strategy", "with_dense_top1"]
 
 
 @dataclass
@@ -151,6 +151,24 @@ def placement() -> dict[str, Any]:
         return {"node_id": None, "node_ip": None, "gpu_ids": None}
 
 
+def compute_device(device: str, gpu_ids: str | None, trial_id: str = "") -> str:
+    """The device setting a trial computes with: ``device`` (``hardware.device``), except where Ray
+    assigned the trial GPUs (``gpu_ids``, from :func:`placement`) on a node without CUDA (a node
+    that declares GPUs it does not have, as the simulated clusters of the tests): then ``"cpu"``,
+    with a warning naming the ids.
+
+    Ray sets ``CUDA_VISIBLE_DEVICES`` to the assigned GPUs before the trial's code runs, so where
+    they are real, ``cuda`` (``cuda:0``) is the first of them: a trial computes on its own GPU
+    (a shared one with a fractional ``gpus_per_trial``).
+    """
+    ids = json.loads(gpu_ids) if gpu_ids else []
+    if not ids or device == "cpu" or torch.cuda.is_available():
+        return device
+    logger.warning("trial %s: Ray assigned it GPU(s) %s, but CUDA is not available on this node (a simulated "
+                   "GPU?); it computes on the CPU", trial_id, ", ".join(ids))
+    return "cpu"
+
+
 def _device_name(device: str) -> str | None:
     try:
         return str(resolve_device(device))
@@ -183,16 +201,17 @@ def evaluate_strategy(strategy: Strategy, context: TrialContext, *, trial_id: st
         deadline = Deadline(context.trial_timeout_s)
     ids = context.identifiers(trial_id, iteration)
     where = placement()
+    device = compute_device(context.device, where["gpu_ids"], trial_id)
     if context.threads:
         torch.set_num_threads(context.threads)
     seed_everything(context.seed)
     try:
-        row = _run(strategy, context, ids, deadline, save_dir)
+        row = _run(strategy, context, ids, deadline, save_dir, device)
     except Exception as err:  # a failed trial is a row, never a crash of the search
         logger.info("trial %s failed: %s: %s", trial_id, type(err).__name__, err)
         row = TrialResult.failed(error=err, strategy=strategy, **ids, **_stage_columns(deadline.completed))
     row.node_id, row.node_ip, row.gpu_ids = where["node_id"], where["node_ip"], where["gpu_ids"]
-    row.device = _device_name(context.device)
+    row.device = _device_name(device)
     row.started_at = started
     row.finished_at = datetime.now(timezone.utc)
     row.seconds_total = time.perf_counter() - clock
@@ -240,8 +259,8 @@ def prune_strategy(strategy: Strategy, context: TrialContext, device: torch.devi
 
 
 def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], deadline: Deadline,
-         save_dir: str | None) -> TrialResult:
-    device = resolve_device(context.device)
+         save_dir: str | None, device_setting: str) -> TrialResult:
+    device = resolve_device(device_setting)
     if device.type == "cuda" and context.gpu_memory_limit:
         total = torch.cuda.get_device_properties(device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, context.gpu_memory_limit / total), device)
