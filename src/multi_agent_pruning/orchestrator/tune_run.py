@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 
 _MODEL_FILES = ("model.json", "model.safetensors")
 
-__all__ = ["build_tuner", "cluster_fits", "concurrency", "finish_dense_evaluation", "find_trial_checkpoint", "fit_search",
-           "profile_with_actor", "run_search", "save_best_model", "save_best_models", "saved_trial_id",
+__all__ = ["build_tuner", "cluster_fits", "concurrency", "finish_dense_evaluation", "find_trial_checkpoint",
+           "fit_search", "profile_with_actor", "run_search", "save_best_model", "save_best_models", "saved_trial_id",
            "start_dense_evaluation", "trial_resources", "use_prestarted_workers"]
 
 

@@ -36,7 +36,8 @@ from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrialContext", "compute_device", "evaluate_dense", "evaluate_strategy", "placement", "prune_strategy", "with_dense_top1"]
+__all__ = ["TrialContext", "compute_device", "evaluate_dense", "evaluate_strategy", "placement", "prune_strategy",
+           "with_dense_top1"]
 
 
 @dataclass
