@@ -35,8 +35,13 @@ def test_ok_row_is_measured(context, tmp_path):
     assert 0 <= row.top1_before <= 1 and 0 <= row.top1_after <= 1
     assert row.seconds_prune > 0 and row.seconds_finetune > 0 and row.seconds_total >= row.seconds_prune
     assert row.importance == "l2" and row.finetune_steps == 5
-    # In-process (no Ray worker): the device it computed on, no node or GPU ids.
-    assert (row.device, row.node_id, row.node_ip, row.gpu_ids) == ("cpu", None, None, None)
+    # In-process: the device it computed on; no node or GPU ids without Ray, this driver's node and
+    # no GPU when an earlier test of the session left its Ray initialised here.
+    import ray
+
+    where = ((ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address(), "[]")
+             if ray.is_initialized() else (None, None, None))
+    assert (row.device, row.node_id, row.node_ip, row.gpu_ids) == ("cpu", *where)
     ResultStore(tmp_path / "store").append(row)  # a valid row of the schema
     # The saved model is the evaluated one: reloading it reproduces the accuracy exactly.
     model, meta = load_pruned_model(tmp_path, build_fn=lambda name, **kw: create_model(name, **kw))
