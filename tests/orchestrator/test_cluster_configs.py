@@ -70,7 +70,8 @@ def test_aws_gpu_workers_fit_one_deit_small_trial(monkeypatch):
     assert list(gpu_types) == ["ray.worker.gpu"]
     workers = gpu_types["ray.worker.gpu"]
     assert workers["node_config"]["InstanceType"] == "g5.2xlarge"
-    assert 1 <= workers["min_workers"] <= workers["max_workers"] <= config["max_workers"]
+    # min_workers 0: the search's pending trials make the autoscaler add workers (docs/cluster.md).
+    assert 0 == workers["min_workers"] < workers["max_workers"] <= config["max_workers"]
     resources = workers["resources"]
     assert _fits(resources["CPU"], resources["GPU"], "configs/deit_small_imagenet.yaml", monkeypatch) == (8, 1)
 
@@ -126,6 +127,8 @@ def test_rayjob_gpu_workers_fit_one_trial_and_every_pod_sees_imagenet(monkeypatc
                  "configs/deit_small_imagenet.yaml", monkeypatch) == (8, 1)
     group, = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
     assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+    # Autoscaled from no GPU pod: the search's pending trials add them (docs/cluster.md).
+    assert job["spec"]["rayClusterSpec"]["enableInTreeAutoscaling"] is True and group["minReplicas"] == 0
 
 
 @pytest.mark.parametrize("relative", REFERENCING_FILES)

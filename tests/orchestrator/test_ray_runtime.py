@@ -46,12 +46,13 @@ _TUNE_PROBE = textwrap.dedent("""
     from ray.tune.search import Searcher
     from multi_agent_pruning.config import load_config_dict
     from multi_agent_pruning.orchestrator.ray_runtime import init_ray
-    from multi_agent_pruning.orchestrator.tune_run import build_tuner
+    from multi_agent_pruning.orchestrator.tune_run import build_tuner, concurrency
     from multi_agent_pruning.testing.ray_workers import wait_for_idle_workers
 
     cfg = load_config_dict({"hardware": {"device": "cpu", "num_cpus": 2, "cpus_per_trial": 1},
                             "ray": {"temp_dir": sys.argv[1]}, "search": {"trials": 4}})
     assert init_ray(cfg)
+    width = concurrency(cfg)
     prestarted = wait_for_idle_workers(2)
     time.sleep(3)  # they idle longer than Ray's own 1 s timeout, as during a real search's profiling
 
@@ -74,7 +75,8 @@ _TUNE_PROBE = textwrap.dedent("""
     grid = build_tuner(cfg, trainable, Four(), budget=4, parallel=2, name="probe",
                        storage=os.path.join(sys.argv[1], "tune")).fit()
     pids = sorted({r.metrics["pid"] for r in grid})
-    print(json.dumps({"prestarted": sorted(prestarted), "trial_pids": pids, "errors": grid.num_errors}))
+    print(json.dumps({"prestarted": sorted(prestarted), "trial_pids": pids, "errors": grid.num_errors,
+                      "width": width}))
     ray.shutdown()
 """)
 
@@ -93,3 +95,4 @@ def test_tune_trials_start_in_the_prestarted_workers_after_they_idled(tmp_path):
         shutil.rmtree(ray_dir, ignore_errors=True)
     assert probe["errors"] == 0 and len(probe["prestarted"]) == 2
     assert probe["trial_pids"] == probe["prestarted"]  # both slots, no new process
+    assert probe["width"] == 2  # the local cluster mapruner started: the trials that fit in its 2 CPUs

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
+import torch
 
 from multi_agent_pruning.config import load_config
 from multi_agent_pruning.core.strategy import Strategy
@@ -32,12 +35,13 @@ def test_ok_row_is_measured(context, tmp_path):
     assert 0 <= row.top1_before <= 1 and 0 <= row.top1_after <= 1
     assert row.seconds_prune > 0 and row.seconds_finetune > 0 and row.seconds_total >= row.seconds_prune
     assert row.importance == "l2" and row.finetune_steps == 5
-    # In-process: the device it computed on; the node is the driver's when Ray is up (other tests
-    # of the session start it), none otherwise, and Ray assigned it no GPU either way.
+    # In-process: the device it computed on; no node or GPU ids without Ray, this driver's node and
+    # no GPU when an earlier test of the session left its Ray initialised here.
     import ray
 
-    assert row.device == "cpu" and row.gpu_ids == ("[]" if ray.is_initialized() else None)
-    assert (row.node_id == ray.get_runtime_context().get_node_id()) if ray.is_initialized() else row.node_id is None
+    where = ((ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address(), "[]")
+             if ray.is_initialized() else (None, None, None))
+    assert (row.device, row.node_id, row.node_ip, row.gpu_ids) == ("cpu", *where)
     ResultStore(tmp_path / "store").append(row)  # a valid row of the schema
     # The saved model is the evaluated one: reloading it reproduces the accuracy exactly.
     model, meta = load_pruned_model(tmp_path, build_fn=lambda name, **kw: create_model(name, **kw))
@@ -79,3 +83,23 @@ def test_adaptive_bn_accuracy_is_measured_without_changing_the_trial(context):
     assert plain.top1_adaptive_bn is None and probed.top1_adaptive_bn is not None
     assert (probed.top1_before, probed.top1_after, probed.macs) == (plain.top1_before, plain.top1_after, plain.macs)
     assert probed.top1_adaptive_bn > probed.top1_before  # stale statistics after a 50 % prune cost accuracy
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a node without CUDA")
+def test_gpus_ray_assigned_on_a_node_without_cuda_mean_cpu_and_a_warning(caplog):
+    from multi_agent_pruning.search.trial import compute_device
+
+    with caplog.at_level(logging.WARNING, logger="multi_agent_pruning.search.trial"):
+        assert compute_device("auto", '["0"]', "t7") == "cpu"
+        assert compute_device("cuda", '["1", "2"]', "t8") == "cpu"
+    assert [r.getMessage() for r in caplog.records] == [
+        "trial t7: Ray assigned it GPU(s) 0, but CUDA is not available on this node (a simulated GPU?); "
+        "it computes on the CPU",
+        "trial t8: Ray assigned it GPU(s) 1, 2, but CUDA is not available on this node (a simulated GPU?); "
+        "it computes on the CPU"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="multi_agent_pruning.search.trial"):
+        # No GPU assigned (or outside Ray), or CPU asked for: the setting as it is, silently.
+        assert [compute_device("auto", "[]"), compute_device("auto", None), compute_device("cpu", '["0"]')] == [
+            "auto", "auto", "cpu"]
+    assert caplog.records == []

@@ -10,6 +10,10 @@ Ray hands the worker
 processes it prestarts at ``ray.init`` only to actors whose runtime_env is the job's, so a marker
 variable in the agents' runtime_env leaves those workers to the search's trials; the agents'
 processes start while the driver sets up, off the search's critical path.
+
+The agents run on the driver's node (:func:`on_driver_node`, soft: elsewhere only when that node
+cannot host them): on a cluster the worker nodes come and go (autoscaling, spot reclaims) and
+only the trials, which Tune retries, should go with them.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from __future__ import annotations
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from multi_agent_pruning.agents import AnalysisAgent, MasterAgent, ProfilingAgent
 from multi_agent_pruning.agents.analysis import Verdict
 from multi_agent_pruning.agents.master import Proposal
 
-__all__ = ["AGENT_RUNTIME_ENV", "AnalysisActor", "MasterActor", "ProfilingActor", "create_actors"]
+__all__ = ["AGENT_RUNTIME_ENV", "AnalysisActor", "MasterActor", "ProfilingActor", "create_actors", "on_driver_node"]
 
 # Merged with the job's runtime_env by Ray (env_vars are merged; working_dir and the rest are
 # inherited), so a job submitted with --working-dir keeps it.
@@ -98,7 +103,14 @@ class MasterActor(_AgentActor):
 
 def create_actors(master_config: dict[str, Any], analysis_config: dict[str, Any], *, store_root: str,
                   experiment: str, method: str) -> tuple[Any, Any]:
-    """The master and analysis actors of one experiment."""
-    master = MasterActor.remote(master_config, store_root, experiment, method)
-    analysis = AnalysisActor.remote(analysis_config)
+    """The master and analysis actors of one experiment, on the driver's node."""
+    master = MasterActor.options(**on_driver_node()).remote(master_config, store_root, experiment, method)
+    analysis = AnalysisActor.options(**on_driver_node()).remote(analysis_config)
     return master, analysis
+
+
+def on_driver_node() -> dict[str, Any]:
+    """Actor options that place it on this (the driver's) node, or elsewhere when that node has
+    no room (soft affinity)."""
+    node = ray.get_runtime_context().get_node_id()
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=True)}

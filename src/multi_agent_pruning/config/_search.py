@@ -141,13 +141,17 @@ class SearchConfig(ConfigModel):
     trials: int = Field(16, ge=1, description="Total number of trials (strategies evaluated).")
     max_iterations: int = Field(4, ge=1, description="Most propose/evaluate rounds of the master agent.")
     batch_size: int | None = Field(
-        None, ge=1, description="Strategies proposed per round; null = number of concurrent trials."
+        None, ge=1, description="Strategies proposed per round; null = the larger of the search's width "
+        "(max_concurrent_trials) and ceil(trials / max_iterations)."
     )
     convergence_threshold: float = Field(
         0.005, ge=0.0, description="Stop when the best accuracy improves by less than this per round."
     )
     max_concurrent_trials: int | None = Field(
-        None, ge=1, description="Trials run at once; null lets Ray fill the available resources."
+        None, ge=1, description="Trials in flight at once: the search's width (its smallest batch, and how far "
+        "a reproducible search reveals results out of order). Tune starts those that fit and keeps the rest "
+        "pending, which an autoscaler sees as demand. null: the trials that fit in the local cluster mapruner "
+        "starts, or the batch size on a joined cluster (set it there to the trials you want at once)."
     )
     max_failures: int = Field(1, ge=0, description="Retries of a crashed trial (Ray FailureConfig).")
     reuse_actors: bool = Field(True, description="Reuse Ray trial actors between trials.")

@@ -25,7 +25,10 @@ from multi_agent_pruning.search.interrupt import reclaim_signals
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["init_ray", "local_auth", "local_init_kwargs", "resolve_address"]
+__all__ = ["init_ray", "local_auth", "local_init_kwargs", "resolve_address", "started_local"]
+
+# The GCS address of the local cluster init_ray started in this process (None: none started).
+_LOCAL_GCS: str | None = None
 
 
 def resolve_address(cfg: ExperimentConfig, address: str | None) -> str | None:
@@ -80,7 +83,19 @@ def init_ray(cfg: ExperimentConfig, address: str | None = None) -> bool:
     local_auth(os.environ)
     ray.init(**local_init_kwargs(cfg), **quiet)
     reclaim_signals()  # ray.init replaced the SIGTERM handler
+    global _LOCAL_GCS
+    _LOCAL_GCS = ray.get_runtime_context().gcs_address
     return True
+
+
+def started_local() -> bool:
+    """Whether this process is connected to the local cluster :func:`init_ray` started (its
+    size is fixed for the run by ``hardware.num_cpus`` / ``hardware.num_gpus``); False on a
+    joined cluster (``--address``, ``ray.address``, ``RAY_ADDRESS``, a Ray job, or a Ray the
+    caller initialised), which may grow and shrink while the search runs."""
+    import ray
+
+    return _LOCAL_GCS is not None and ray.is_initialized() and ray.get_runtime_context().gcs_address == _LOCAL_GCS
 
 
 def local_init_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:

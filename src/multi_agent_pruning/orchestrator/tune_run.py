@@ -15,7 +15,7 @@ import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
-from multi_agent_pruning.actors import ProfilingActor, create_actors
+from multi_agent_pruning.actors import ProfilingActor, create_actors, on_driver_node
 from multi_agent_pruning.config import ExperimentConfig
 from multi_agent_pruning.core.strategy import Strategy
 from multi_agent_pruning.orchestrator.prepare import (
@@ -25,6 +25,7 @@ from multi_agent_pruning.orchestrator.prepare import (
     profile_request,
     profiling_agent_config,
 )
+from multi_agent_pruning.orchestrator.ray_runtime import started_local
 from multi_agent_pruning.search.interrupt import InterruptStopper, raise_if_interrupted, requested, searching
 from multi_agent_pruning.results import ResultStore, TargetKey, point_target, row_target
 from multi_agent_pruning.search.rows import RowSink
@@ -38,8 +39,9 @@ logger = logging.getLogger(__name__)
 
 _MODEL_FILES = ("model.json", "model.safetensors")
 
-__all__ = ["build_tuner", "concurrency", "finish_dense_evaluation", "find_trial_checkpoint", "fit_search",
-           "profile_with_actor", "rung_gate", "run_search", "save_best_model", "save_best_models", "saved_trial_id",
+__all__ = ["build_tuner", "cluster_fits", "concurrency", "finish_dense_evaluation", "find_trial_checkpoint",
+           "fit_search", "profile_with_actor", "rung_gate", "run_search", "save_best_model", "save_best_models",
+           "saved_trial_id",
            "start_dense_evaluation", "trial_resources", "use_prestarted_workers"]
 
 
@@ -52,18 +54,36 @@ def trial_resources(cfg: ExperimentConfig) -> dict[str, float]:
 
 
 def concurrency(cfg: ExperimentConfig) -> int:
-    """Trials that fit at once in the cluster's resources (at least 1)."""
+    """The search's width: the most trials in flight at once (Tune's ``ConcurrencyLimiter``; Tune
+    keeps that many trials pending when they do not fit, which an autoscaler sees as demand), the
+    smallest batch of the master, and the reveal lag + 1 of a reproducible search.
+
+    On the local cluster :func:`init_ray` started (its size is fixed for the run by
+    ``hardware.num_cpus`` / ``num_gpus``): the trials that fit in it, at most
+    ``search.max_concurrent_trials``. On a joined cluster, which may grow and shrink during the
+    search: ``search.max_concurrent_trials``, else the batch size (``search.batch_size``, else
+    ``ceil(trials / max_iterations)``); never the size the cluster happens to have when the
+    search starts (docs/cluster.md, "How many trials at once").
+    """
+    search_cfg = cfg.effective_search()
+    limit = search_cfg.max_concurrent_trials
+    if not started_local():
+        return limit or search_cfg.batch_size or math.ceil(search_cfg.trials / search_cfg.max_iterations)
+    return max(1, min(cluster_fits(cfg) + ([limit] if limit else [])))
+
+
+def cluster_fits(cfg: ExperimentConfig) -> list[int]:
+    """Trials that fit in the cluster's resources now: by CPUs, and by GPUs when trials take some."""
     total = ray.cluster_resources()
     fits = [math.floor(total.get("CPU", 1) / max(cfg.hardware.cpus_per_trial, 1e-9))]
     if cfg.hardware.gpus_per_trial:
         fits.append(math.floor(total.get("GPU", 0) / cfg.hardware.gpus_per_trial + 1e-9))
-    limit = cfg.effective_search().max_concurrent_trials
-    return max(1, min(fits + ([limit] if limit else [])))
+    return fits
 
 
 def profile_with_actor(cfg: ExperimentConfig, context: TrialContext) -> dict[str, Any]:
     """Runs the profiling agent as a Ray actor on the dense model."""
-    actor = ProfilingActor.remote(profiling_agent_config(cfg))
+    actor = ProfilingActor.options(**on_driver_node()).remote(profiling_agent_config(cfg))
     out = ray.get(actor.execute.remote(profile_request(cfg, context)))
     ray.kill(actor)
     return out["profile"]

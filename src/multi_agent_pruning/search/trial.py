@@ -37,7 +37,8 @@ from multi_agent_pruning.results.trial import TrialResult, strategy_columns
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RungProgress", "TrialContext", "evaluate_rungs", "load_rung_checkpoint", "save_rung_checkpoint", "evaluate_dense", "evaluate_strategy", "placement", "prune_strategy", "with_dense_top1"]
+__all__ = ["RungProgress", "TrialContext", "compute_device", "evaluate_dense", "evaluate_rungs", "evaluate_strategy",
+           "load_rung_checkpoint", "placement", "prune_strategy", "save_rung_checkpoint", "with_dense_top1"]
 
 
 @dataclass
@@ -160,6 +161,24 @@ def placement() -> dict[str, Any]:
         return {"node_id": None, "node_ip": None, "gpu_ids": None}
 
 
+def compute_device(device: str, gpu_ids: str | None, trial_id: str = "") -> str:
+    """The device setting a trial computes with: ``device`` (``hardware.device``), except where Ray
+    assigned the trial GPUs (``gpu_ids``, from :func:`placement`) on a node without CUDA (a node
+    that declares GPUs it does not have, as the simulated clusters of the tests): then ``"cpu"``,
+    with a warning naming the ids.
+
+    Ray sets ``CUDA_VISIBLE_DEVICES`` to the assigned GPUs before the trial's code runs, so where
+    they are real, ``cuda`` (``cuda:0``) is the first of them: a trial computes on its own GPU
+    (a shared one with a fractional ``gpus_per_trial``).
+    """
+    ids = json.loads(gpu_ids) if gpu_ids else []
+    if not ids or device == "cpu" or torch.cuda.is_available():
+        return device
+    logger.warning("trial %s: Ray assigned it GPU(s) %s, but CUDA is not available on this node (a simulated "
+                   "GPU?); it computes on the CPU", trial_id, ", ".join(ids))
+    return "cpu"
+
+
 def _device_name(device: str) -> str | None:
     try:
         return str(resolve_device(device))
@@ -192,16 +211,17 @@ def evaluate_strategy(strategy: Strategy, context: TrialContext, *, trial_id: st
         deadline = Deadline(context.trial_timeout_s)
     ids = context.identifiers(trial_id, iteration)
     where = placement()
+    device = compute_device(context.device, where["gpu_ids"], trial_id)
     if context.threads:
         torch.set_num_threads(context.threads)
     seed_everything(context.seed)
     try:
-        row = _run(strategy, context, ids, deadline, save_dir)
+        row = _run(strategy, context, ids, deadline, save_dir, device)
     except Exception as err:  # a failed trial is a row, never a crash of the search
         logger.info("trial %s failed: %s: %s", trial_id, type(err).__name__, err)
         row = TrialResult.failed(error=err, strategy=strategy, **ids, **_stage_columns(deadline.completed))
     row.node_id, row.node_ip, row.gpu_ids = where["node_id"], where["node_ip"], where["gpu_ids"]
-    row.device = _device_name(context.device)
+    row.device = _device_name(device)
     row.started_at = started
     row.finished_at = datetime.now(timezone.utc)
     row.seconds_total = time.perf_counter() - clock
@@ -261,9 +281,11 @@ class PrunedTrial:
     eval_loader: Any
 
 
-def _prune_and_probe(strategy: Strategy, context: TrialContext, deadline: Deadline) -> tuple[PrunedTrial, Any]:
-    """Prunes ``strategy`` and measures the model before fine-tuning; returns it and the train loader."""
-    device = resolve_device(context.device)
+def _prune_and_probe(strategy: Strategy, context: TrialContext, deadline: Deadline,
+                     device_setting: str) -> tuple[PrunedTrial, Any]:
+    """Prunes ``strategy`` and measures the model before fine-tuning; returns it and the train loader.
+    ``device_setting``: :func:`compute_device`."""
+    device = resolve_device(device_setting)
     if device.type == "cuda" and context.gpu_memory_limit:
         total = torch.cuda.get_device_properties(device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, context.gpu_memory_limit / total), device)
@@ -335,8 +357,8 @@ def _save(model: nn.Module, row: TrialResult, strategy: Strategy, context: Trial
 
 
 def _run(strategy: Strategy, context: TrialContext, ids: dict[str, Any], deadline: Deadline,
-         save_dir: str | None) -> TrialResult:
-    pruned, train_loader = _prune_and_probe(strategy, context, deadline)
+         save_dir: str | None, device_setting: str) -> TrialResult:
+    pruned, train_loader = _prune_and_probe(strategy, context, deadline, device_setting)
     tuned = _fine_tune(pruned, strategy, context, deadline, train_loader, seed=context.seed)
     metrics = _measure(pruned, strategy, context, deadline)
     row = _ok_row(strategy, ids, pruned, metrics, deadline.completed, steps_trained=tuned.get("steps"))
@@ -408,7 +430,9 @@ def evaluate_rungs(strategy: Strategy, context: TrialContext, *, trial_id: str, 
     budgets = context.rungs or (1,)
     deadline = deadline or Deadline(context.trial_timeout_s)
     ids = context.identifiers(trial_id, iteration)
-    where = {**placement(), "device": _device_name(context.device)}
+    where = placement()
+    device_setting = compute_device(context.device, where["gpu_ids"], trial_id)
+    where["device"] = _device_name(device_setting)
     if context.threads:
         torch.set_num_threads(context.threads)
     seed_everything(context.seed)
@@ -418,7 +442,7 @@ def evaluate_rungs(strategy: Strategy, context: TrialContext, *, trial_id: str, 
     elapsed_before = progress.seconds.get("total", 0.0)  # the sessions before this one
     try:
         if pruned is None:
-            pruned, train_loader = _prune_and_probe(strategy, context, deadline)
+            pruned, train_loader = _prune_and_probe(strategy, context, deadline, device_setting)
             progress.seconds["prune"] = deadline.completed.get("prune", 0.0)
         else:
             train_loader, _ = create_loaders(context.bundle, context.finetune_batch_size,
@@ -488,7 +512,7 @@ def load_rung_checkpoint(directory: str | Path, context: TrialContext) -> tuple[
 
     directory = Path(directory)
     state = json.loads((directory / _RUNG_STATE).read_text())
-    device = resolve_device(context.device)
+    device = resolve_device(compute_device(context.device, placement()["gpu_ids"]))
     model, _ = load_pruned_model(directory, device=device)
     optimizer_state = torch.load(directory / _OPTIMIZER, map_location=device, weights_only=True) or None
     _, eval_loader = create_loaders(context.bundle, context.batch_size, num_workers=context.num_workers)
