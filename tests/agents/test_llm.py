@@ -553,6 +553,16 @@ def _interrupt_main_thread_after(seconds: float) -> threading.Timer:
 @pytest.mark.parametrize("behaviour", [hang(), drip(every_s=0.05), status(429, headers={"Retry-After": "30"})],
                          ids=["hang", "drip", "retry-after"])
 def test_ctrl_c_during_an_llm_wait_propagates_at_once(llm_server, make_llm_client, proposal_kwargs, behaviour):
+    # Python's own Ctrl+C handler, as in a terminal: a suite started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and then nothing would raise.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_during_an_llm_wait(llm_server, make_llm_client, proposal_kwargs, behaviour)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_during_an_llm_wait(llm_server, make_llm_client, proposal_kwargs, behaviour):
     llm_server.default = behaviour
     client = make_llm_client(timeout=30.0, max_retries=3)
     timer = _interrupt_main_thread_after(0.3)
