@@ -94,10 +94,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
-    settings = args.settings.split(",") if args.settings else (["digits-cnn"] if args.quick else list(SETTINGS))
-    unknown = [s for s in settings if s not in SETTINGS]
-    if unknown:
-        raise SystemExit(f"fidelity: unknown setting(s) {','.join(unknown)}; known: {','.join(SETTINGS)}")
+    settings = search_quality.chosen_settings(args.settings, args.quick, "fidelity")
     return Plan(settings=settings, trials=args.trials or (8 if args.quick else 12),
                 seeds=args.seeds or (1 if args.quick else 3), seed=args.seed, reduction=args.reduction,
                 finetune_steps=args.finetune_steps,
@@ -227,7 +224,6 @@ def main(argv=None) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from multi_agent_pruning.orchestrator.ray_runtime import init_ray  # noqa: F401 - Ray starts in run_experiment
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(args.output) / stamp

@@ -109,10 +109,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
-    settings = args.settings.split(",") if args.settings else (["digits-cnn"] if args.quick else list(SETTINGS))
-    unknown = [s for s in settings if s not in SETTINGS]
-    if unknown:
-        raise SystemExit(f"frontier: unknown setting(s) {','.join(unknown)}; known: {','.join(SETTINGS)}")
+    settings = search_quality.chosen_settings(args.settings, args.quick, "frontier")
     trials = args.trials or (8 if args.quick else 16)
     if trials < len(args.targets):
         raise SystemExit(f"frontier: --trials {trials} is below the number of targets ({len(args.targets)}): "

@@ -37,6 +37,16 @@ SETTINGS = {
 }
 
 
+def chosen_settings(text: str | None, quick: bool, script: str) -> list[str]:
+    """The settings of ``--settings`` (comma-separated), else digits-cnn with ``--quick``, else all;
+    an unknown name exits naming ``script`` and the known settings (frontier.py, fidelity.py)."""
+    settings = text.split(",") if text else (["digits-cnn"] if quick else list(SETTINGS))
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        raise SystemExit(f"{script}: unknown setting(s) {','.join(unknown)}; known: {','.join(SETTINGS)}")
+    return settings
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="CI smoke: digits + CNN, 4 trials, 1 seed, 4 methods")
